@@ -174,7 +174,7 @@ class DuckDBStore:
         info.validate()
         _require(points, schema.POINT_COLUMNS, "points")
         _require(segments, schema.SEGMENT_COLUMNS, "segments")
-        now = datetime.now(UTC)
+        now = datetime.now(UTC).replace(tzinfo=None)
         with self.transaction() as con:
             row = con.execute("SELECT current_version FROM datasets WHERE id = ?", [info.id]).fetchone()
             version = (row[0] if row else 0) + 1

@@ -27,14 +27,14 @@ DDL: tuple[str, ...] = (
         provenance JSON,
         metadata JSON,
         current_version INTEGER NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL,
-        updated_at TIMESTAMPTZ NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL,
         minx DOUBLE, miny DOUBLE, minz DOUBLE, maxx DOUBLE, maxy DOUBLE, maxz DOUBLE
     )""",
     """CREATE TABLE IF NOT EXISTS dataset_versions (
         dataset_id VARCHAR NOT NULL,
         version INTEGER NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL,
+        created_at TIMESTAMP NOT NULL,
         action VARCHAR NOT NULL,        -- ingest | replace | delete
         sources JSON,                   -- files, layers, encodings, sizes, sha256
         counts JSON,                    -- added / modified / deleted / unchanged per table

@@ -181,7 +181,7 @@ class InpFile:
                 current = self.sections.setdefault(body[1:-1].strip().upper(), [])
                 continue
             if current is not None:
-                current.append(InpLine(lineno, [a if a is not None and b == "" else b for a, b in _TOKEN.findall(body)]))
+                current.append(InpLine(lineno, [b or a for a, b in _TOKEN.findall(body)]))
 
     def has(self, section: str) -> bool:
         """Whether the section header occurs in the file."""

@@ -1,0 +1,1 @@
+"""Readers that turn delivered files into the service's staging tables."""

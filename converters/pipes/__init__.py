@@ -1,0 +1,1 @@
+"""Underground pipe survey deliveries (CJJ 61-2017 point and line tables)."""

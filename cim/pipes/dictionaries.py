@@ -397,6 +397,8 @@ _APPURTENANCES: tuple[PointType, ...] = (
     PointType("通信杆", APPURTENANCE, standalone=True, aliases=("电信杆", "通讯杆")),
     PointType("水源", APPURTENANCE, aliases=("水厂", "水源井")),
     PointType("排放口", APPURTENANCE, aliases=("排水口", "排污口", "排出口")),
+    PointType("水池", APPURTENANCE, is_chamber=True, aliases=("水塔", "清水池", "蓄水池")),
+    PointType("调蓄池", APPURTENANCE, is_chamber=True, aliases=("调蓄设施", "蓄水设施")),
     PointType("阴极保护测试桩", APPURTENANCE, standalone=True, aliases=("测试桩", "阴极测试桩", "阴保桩")),
     PointType("标志桩", APPURTENANCE, standalone=True, aliases=("标桩", "警示桩", "标识桩")),
 )

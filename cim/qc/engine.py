@@ -383,6 +383,7 @@ def _shared(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
                      LEFT JOIN point_type t ON t.alias = lower(trim(replace(coalesce(p.appurtenance, p.feature), ' ', '')))
                      QUALIFY row_number() OVER (PARTITION BY p.point_id, p.category ORDER BY p._file, p._row) = 1),
                g AS (SELECT e.pid, e.category, max(e.h) - min(e.h) AS dh, count(DISTINCT e.size) AS sizes,
+                            count(*) AS n,
                             string_agg(e.sid || '@' || round(e.h, 3), ', ') AS detail
                      FROM e GROUP BY e.pid, e.category HAVING count(*) > 1)
                SELECT p._file, p._row, p.point_id, CASE WHEN g.dh > {tol} THEN 'elevation' ELSE 'size' END, g.detail,
@@ -392,7 +393,7 @@ def _shared(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
                       p.category, p._layer
                FROM g JOIN p ON p.point_id = g.pid AND p.category IS NOT DISTINCT FROM g.category
                WHERE NOT p.chamber
-                 AND (g.dh > {tol} OR (g.sizes > 1 AND coalesce(p.type_name, '') NOT IN ('变径', '变材')))"""
+                 AND (g.dh > {tol} OR (g.n = 2 AND g.sizes > 1 AND coalesce(p.type_name, '') NOT IN ('变径', '变材')))"""
 
 
 @rule("depth_range")

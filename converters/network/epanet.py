@@ -162,7 +162,10 @@ def read_epanet(
 
     for i, name in enumerate(wn.junction_name_list, start=1):
         node = wn.get_node(name)
-        add_point("JUNCTIONS", i, name, node.elevation, {"element": "junction"}, feature=junction_feature(degree[name]))
+        feature = junction_feature(degree[name])
+        if degree[name] == 2 and len({round(d, 4) for d in diameters[name]}) > 1:
+            feature = "变径"  # a two-pipe junction where the diameter changes is a reducer
+        add_point("JUNCTIONS", i, name, node.elevation, {"element": "junction"}, feature=feature)
     for i, name in enumerate(wn.reservoir_name_list, start=1):
         node = wn.get_node(name)
         add_point("RESERVOIRS", i, name, node.base_head, {"element": "reservoir", "head_m": round(node.base_head, 4)}, appurtenance="水源")

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Prepare a fresh machine: system packages (geoid grid), a virtual environment with the project installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -f /usr/share/proj/egm96_15.gtx ] && [ -z "${CIM_GEOID_PATH:-}" ]; then
+  echo "setup: installing Debian proj-data (EGM96 geoid grid)" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq proj-data >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c "import cim, converters, duckdb_extension_spatial" 

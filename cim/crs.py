@@ -42,6 +42,11 @@ def get_crs(crs: CRSLike) -> CRS:
         return crs
     if isinstance(crs, int):
         crs = f"EPSG:{crs}"
+    from cim.localcrs import find_local
+
+    local = find_local(crs)
+    if local is not None:
+        raise CRSError(f"{crs} is a city-independent system: transform it with transform_xy, it has no PROJ CRS")
     text = str(crs).strip()
     if text.startswith("http://www.opengis.net/def/crs/EPSG/0/"):
         text = "EPSG:" + text.rsplit("/", 1)[1]
@@ -70,7 +75,16 @@ def transformer(crs_in: CRSLike, crs_out: CRSLike) -> Transformer:
 def transform_xy(
     x: np.ndarray, y: np.ndarray, crs_in: CRSLike, crs_out: CRSLike
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Transform easting/northing (or lon/lat) arrays; no-op when both CRSs are equal."""
+    """Transform easting/northing (or lon/lat) arrays; no-op when both CRSs are equal.
+
+    ``crs_in`` may name a configured city-independent system (:mod:`cim.localcrs`).
+    """
+    from cim.localcrs import find_local
+
+    local = find_local(crs_in)
+    if local is not None:
+        x, y = local.to_base(x, y)
+        crs_in = local.base
     if get_crs(crs_in) == get_crs(crs_out):
         return np.asarray(x, dtype="f8"), np.asarray(y, dtype="f8")
     ox, oy = transformer(crs_in, crs_out).transform(np.asarray(x, dtype="f8"), np.asarray(y, dtype="f8"))

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from cim.crs import CRSLike, get_crs, transform_xy
 from cim.errors import CRSError
+from cim.localcrs import find_local
 from cim.pipes import dictionaries as dic
 from cim.pipes.sections import parse_size
 from cim.pipes.staging import RAW_LINE_COLUMNS, RAW_POINT_COLUMNS
@@ -254,7 +255,8 @@ def stage(
     opts: StageOptions,
 ) -> None:
     """Everything from raw tables to ``stg_points``, ``stg_lines`` and ``stg_segments``."""
-    get_crs(opts.crs_in)
+    if find_local(opts.crs_in) is None:
+        get_crs(opts.crs_in)  # fail early on an unknown CRS
     register_dictionaries(con)
     load_raw(con, points, lines)
     stage_points(con, opts)

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from cim.crs import CRSLike
+from cim.localcrs import find_local
 from cim.pipes import codes as fcodes
 from cim.pipes.clearance import CLEARANCE_CLASS_SQL, load_table
 from cim.pipes.fields import LINE_FIELDS, POINT_FIELDS
@@ -238,10 +239,12 @@ def _region(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str | None:
     if out.size == 0:
         return None
     crs_in = con.execute("SELECT value FROM _qc_meta WHERE key = 'crs_in'").fetchone()[0]
+    local = find_local(crs_in) is not None  # city systems are diagnosed in the storage CRS
+    xs, ys = (data["x"], data["y"]) if local else (data["src_x"], data["src_y"])
     messages = []
     for n, i in enumerate(out):
         if n < 2000:
-            msg = diagnose(float(data["src_x"][i]), float(data["src_y"][i]), crs_in, ctx.region)
+            msg = diagnose(float(xs[i]), float(ys[i]), ctx.storage_crs if local else crs_in, ctx.region)
         else:
             msg = f"outside {ctx.region.name} (further rows not diagnosed)"
         messages.append(msg)

@@ -19,6 +19,8 @@ import pyarrow as pa
 
 from cim.crs import crs_code, get_crs
 from cim.errors import CRSMissingError, InvalidInputError, QCRefusedError, QCSummary
+from cim.localcrs import find_local
+from cim.localcrs import load_file as load_local_systems
 from cim.pipes.fields import FieldMapping, load_mapping
 from cim.pipes.normalize import StageOptions, stage
 from cim.pipes.topology import build_topology
@@ -152,7 +154,10 @@ def check(
             "no CRS given for the coordinates: pass --crs (e.g. EPSG:4548 for CGCS2000 3-degree zone CM 117°E "
             "without zone prefix, EPSG:4527 with prefix 39) or set crs in dataset.toml"
         )
-    crs_in = crs_code(get_crs(options.crs_in))
+    if settings.local_crs_file:
+        load_local_systems(settings.local_crs_file)
+    local = find_local(options.crs_in)
+    crs_in = local.name if local else crs_code(get_crs(options.crs_in))
     say = progress or (lambda _msg: None)
     con = connect(":memory:")
     say("normalising")

@@ -34,8 +34,8 @@ def build_topology(con: duckdb.DuckDBPyConnection) -> Topology:
     edges = con.execute(
         """SELECT feature_id, category, start_prow, end_prow FROM final_segments
            WHERE start_prow IS NOT NULL AND end_prow IS NOT NULL ORDER BY feature_id"""
-    ).fetch_arrow_table()
-    nodes = con.execute("SELECT prow, point_id, category FROM final_points ORDER BY prow").fetch_arrow_table()
+    ).to_arrow_table()
+    nodes = con.execute("SELECT prow, point_id, category FROM final_points ORDER BY prow").to_arrow_table()
     prow = nodes.column("prow").to_numpy().astype(np.int64)
     n = len(prow)
     index = np.full(int(prow.max()) + 1 if n else 0, -1, dtype=np.int64)

@@ -230,7 +230,7 @@ class DuckDBStore:
                                     AND t.feature_id = n.feature_id AND t.row_hash = n.row_hash)""",
             [dataset_id],
         )
-        cols = [c for c in con.execute("SELECT * FROM _adding LIMIT 0").fetch_arrow_table().column_names]
+        cols = [c for c in con.execute("SELECT * FROM _adding LIMIT 0").to_arrow_table().column_names]
         col_list = ", ".join(cols)
         con.execute(
             f"""INSERT INTO {table} (dataset_id, version_from, {col_list})

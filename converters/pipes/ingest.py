@@ -257,11 +257,11 @@ def write_checked(
     topo = build_topology(con)
     from cim.store.schema import POINT_COLUMNS, SEGMENT_COLUMNS
 
-    points = con.execute(f"SELECT {', '.join(POINT_COLUMNS)} FROM final_points").fetch_arrow_table()
-    segments = con.execute(f"SELECT {', '.join(SEGMENT_COLUMNS)} FROM final_segments").fetch_arrow_table()
+    points = con.execute(f"SELECT {', '.join(POINT_COLUMNS)} FROM final_points").to_arrow_table()
+    segments = con.execute(f"SELECT {', '.join(SEGMENT_COLUMNS)} FROM final_segments").to_arrow_table()
     findings = con.execute(
         "SELECT rule_id, severity, file, row, feature_id, field, value, message, category, layer FROM qc_result"
-    ).fetch_arrow_table()
+    ).to_arrow_table()
     info = DatasetInfo(
         id=dataset_id,
         title=options.title or dataset_id,

@@ -50,9 +50,9 @@ class GtxGeoid:
         if len(raw) < 40:
             raise CRSError(f"geoid grid {self.path} is not a .gtx file")
         lat0, lon0, dlat, dlon, rows, cols = struct.unpack(">4d2i", raw[:40])
+        if rows <= 1 or cols <= 1 or len(raw) < 40 + 4 * rows * cols:
+            raise CRSError(f"geoid grid {self.path} is truncated or has an invalid header ({rows}×{cols})")
         grid = np.frombuffer(raw, dtype=">f4", offset=40, count=rows * cols)
-        if grid.size != rows * cols:
-            raise CRSError(f"geoid grid {self.path} is truncated")
         self._lat0, self._lon0, self._dlat, self._dlon = lat0, lon0, dlat, dlon
         self._grid = grid.reshape(rows, cols).astype("f8")
         self._global = abs(cols * dlon - 360.0) < 1e-6
@@ -158,5 +158,8 @@ def get_geoid(name: str = "egm96", path: Path | None = None) -> GeoidModel:
     if key in ("none", "zero"):
         return ConstantGeoid(0.0, name="none")
     if key.startswith("constant:"):
-        return ConstantGeoid(float(key.split(":", 1)[1]))
+        try:
+            return ConstantGeoid(float(key.split(":", 1)[1]))
+        except ValueError:
+            raise CRSError(f"geoid {name!r}: the constant must be a number of metres") from None
     raise CRSError(f"unknown geoid model {name!r} (egm96, gtx, none, constant:<metres>)")

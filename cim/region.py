@@ -78,6 +78,11 @@ def diagnose(x: float, y: float, crs: CRSLike, region: Region) -> str:
                 f"the zone prefix {number} is missing from the easting {x:.3f}: "
                 f"use EPSG:{gk3_epsg(number, prefix=False)} or add {number}000000"
             )
+        if prefixed and 25 <= int(x // 1e6) <= 45 and int(x // 1e6) != number:
+            other = int(x // 1e6)  # the easting's own prefix names the zone
+            code = gk3_epsg(other, prefix=True)
+            if _inside(region, x, y, f"EPSG:{code}"):
+                return f"wrong zone: the easting's prefix {other} fits EPSG:{code}, not {label}"
         for other in range(38, 42):
             if other == number:
                 continue

@@ -154,11 +154,6 @@ def test_gtx_geoid_refuses_a_file_too_short_for_a_header(tmp_path: Path) -> None
         GtxGeoid(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG cim/heights.py GtxGeoid.__post_init__: np.frombuffer(..., count=rows*cols) raises a bare "
-    "ValueError on a short buffer, so the 'truncated' CRSError check after it is never reached",
-)
 def test_gtx_geoid_refuses_a_truncated_grid(tmp_path: Path) -> None:
     path = _write_gtx(tmp_path / "cut.gtx", 36.0, 116.0, 0.5, 0.5, TINY_GRID)
     path.write_bytes(path.read_bytes()[:-8])
@@ -172,11 +167,6 @@ def test_get_geoid_raises_crs_error_for_an_unknown_model(name: str) -> None:
         get_geoid(name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG cim/heights.py get_geoid(): 'constant:<m>' with a non-number calls float() unguarded "
-    "and leaks a bare ValueError instead of CRSError",
-)
 def test_get_geoid_raises_crs_error_for_a_constant_that_is_not_a_number() -> None:
     with pytest.raises(CRSError):
         get_geoid("constant:abc")

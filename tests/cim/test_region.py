@@ -75,12 +75,6 @@ def test_diagnose_names_the_zone_the_coordinates_fit() -> None:
     assert "EPSG:4550" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG cim/region.py diagnose(): for a prefixed CRS the wrong-zone loop rewrites the easting's "
-    "prefix (ox = x - number*1e6 + other*1e6) instead of reading the zone from the prefix the easting "
-    "already carries, so a prefixed easting given with another prefixed zone's CRS is never diagnosed",
-)
 def test_diagnose_names_the_zone_the_easting_prefix_says_when_a_prefixed_crs_disagrees() -> None:
     # Jinan with prefix 39 (EPSG:4527 coordinates) declared as EPSG:4528 (zone 40)
     message = diagnose(39_500_000.0, JINAN_N, "EPSG:4528", SHANDONG)

@@ -63,7 +63,7 @@ def _pt_fid(a: str = "p") -> str:
 
 
 def _seg_fid(a: str = "s") -> str:
-    return f"coalesce({a}.line_id, coalesce({a}.start_id, '?') || '→' || coalesce({a}.end_id, '?'))"
+    return f"coalesce({a}.line_id, coalesce({a}.start_id, '?') || '-' || coalesce({a}.end_id, '?'))"
 
 
 _NOT_BURIED = "('SJ', 'JK', 'DM', 'ZH', 'RF', 'XTD', 'JN', 'SX')"

@@ -527,29 +527,62 @@ def _above(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
     return _union_all(parts)
 
 
-def _crossings_sql(same: bool) -> str:
-    """Pairs of segments crossing in plan (not sharing a point), with both heights at the crossing."""
+def _segment_crossings(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp table ``_crossings(ra, rb, za, zb)``: segment pairs (stg_segments rowids) crossing in plan
+    without sharing an end point, with each centre-line height at the crossing.
+
+    Candidates come from a shapely STRtree query; the crossing itself is solved in numpy, so a
+    million segments take seconds.
+    """
+    import shapely
+
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_crossings'").fetchone()[0]:
+        return
+    d = con.execute(
+        """SELECT rowid AS rid, x1, y1, x2, y2, start_z, end_z,
+                  coalesce(start_prow, -1 - rowid) AS a, coalesce(end_prow, -2 - rowid) AS b
+           FROM stg_segments WHERE x1 IS NOT NULL AND x2 IS NOT NULL AND length_2d > 0
+             AND start_z IS NOT NULL AND end_z IS NOT NULL"""
+    ).fetchnumpy()
+    n = len(d["rid"])
+    ra = rb = np.array([], dtype=np.int64)
+    za = zb = np.array([], dtype="f8")
+    if n > 1:
+        coords = np.stack([np.column_stack([d["x1"], d["y1"]]), np.column_stack([d["x2"], d["y2"]])], axis=1)
+        lines = shapely.linestrings(coords)
+        i, j = shapely.STRtree(lines).query(lines, predicate="intersects")
+        keep = i < j
+        i, j = i[keep], j[keep]
+        a, b = d["a"], d["b"]
+        shared = (a[i] == a[j]) | (a[i] == b[j]) | (b[i] == a[j]) | (b[i] == b[j])
+        i, j = i[~shared], j[~shared]
+        p = np.column_stack([d["x1"], d["y1"]])
+        r = np.column_stack([d["x2"] - d["x1"], d["y2"] - d["y1"]])
+        cross = r[i, 0] * r[j, 1] - r[i, 1] * r[j, 0]
+        ok = np.abs(cross) > 1e-12  # collinear overlaps are not crossings
+        i, j, cross = i[ok], j[ok], cross[ok]
+        qp = p[j] - p[i]
+        t = (qp[:, 0] * r[j, 1] - qp[:, 1] * r[j, 0]) / cross
+        u = (qp[:, 0] * r[i, 1] - qp[:, 1] * r[i, 0]) / cross
+        za = d["start_z"][i] + (d["end_z"][i] - d["start_z"][i]) * np.clip(t, 0, 1)
+        zb = d["start_z"][j] + (d["end_z"][j] - d["start_z"][j]) * np.clip(u, 0, 1)
+        ra, rb = d["rid"][i], d["rid"][j]
+    con.register("_crossings_arrow", pa.table({"ra": ra, "rb": rb, "za": za, "zb": zb}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _crossings AS SELECT * FROM _crossings_arrow")
+    con.unregister("_crossings_arrow")
+
+
+def _crossings_sql(con: duckdb.DuckDBPyConnection, same: bool) -> str:
+    """Crossing pairs of the same system (``same``) or of different categories, with the outer gap."""
+    _segment_crossings(con)
     cmp = "a.category = b.category AND a.subtype IS NOT DISTINCT FROM b.subtype" if same else "a.category <> b.category"
-    return f"""WITH g AS (
-                 SELECT rowid AS rid, *, ST_MakeLine(ST_Point(x1, y1), ST_Point(x2, y2)) AS geom2d
-                 FROM stg_segments WHERE x1 IS NOT NULL AND x2 IS NOT NULL AND length_2d > 0
-                   AND start_z IS NOT NULL AND end_z IS NOT NULL),
-               c AS (
-                 SELECT a.rid AS ra, b.rid AS rb, ST_Intersection(a.geom2d, b.geom2d) AS ip
-                 FROM g a JOIN g b ON ST_Intersects(a.geom2d, b.geom2d)
-                 WHERE a.rid < b.rid AND {cmp}
-                   AND a.start_id NOT IN (b.start_id, b.end_id) AND a.end_id NOT IN (b.start_id, b.end_id)),
-               h AS (
-                 SELECT c.*, a._file, a._row, a._layer, a.category AS cat_a, b.category AS cat_b,
-                        {_seg_fid('a')} AS fa, {_seg_fid('b')} AS fb, b._row AS row_b,
-                        a.start_z + (a.end_z - a.start_z) * ST_Distance(ST_Point(a.x1, a.y1), ip) / a.length_2d AS za,
-                        b.start_z + (b.end_z - b.start_z) * ST_Distance(ST_Point(b.x1, b.y1), ip) / b.length_2d AS zb,
-                        coalesce(a.height_mm, a.diameter_mm, 0) / 2000.0 AS ra_m,
-                        coalesce(b.height_mm, b.diameter_mm, 0) / 2000.0 AS rb_m,
-                        ({CLEARANCE_CLASS_SQL.format(s='a')}) AS cls_a, ({CLEARANCE_CLASS_SQL.format(s='b')}) AS cls_b
-                 FROM c JOIN g a ON a.rid = c.ra JOIN g b ON b.rid = c.rb
-                 WHERE ST_GeometryType(ip) = 'POINT')
-               SELECT *, abs(za - zb) - ra_m - rb_m AS gap FROM h"""
+    return f"""SELECT a._file, a._row, a._layer, a.category AS cat_a, b.category AS cat_b,
+                      {_seg_fid('a')} AS fa, {_seg_fid('b')} AS fb, b._row AS row_b,
+                      ({CLEARANCE_CLASS_SQL.format(s='a')}) AS cls_a, ({CLEARANCE_CLASS_SQL.format(s='b')}) AS cls_b,
+                      abs(c.za - c.zb) - coalesce(a.height_mm, a.diameter_mm, 0) / 2000.0
+                        - coalesce(b.height_mm, b.diameter_mm, 0) / 2000.0 AS gap
+               FROM _crossings c JOIN stg_segments a ON a.rowid = c.ra JOIN stg_segments b ON b.rowid = c.rb
+               WHERE {cmp}"""
 
 
 @rule("crossing_without_junction")
@@ -558,7 +591,7 @@ def _crossing(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
     return f"""SELECT _file, _row, fa, 'end_id', fb,
                       fa || ' crosses ' || fb || ' (row ' || row_b || ') with an outer gap of ' || round(gap, 3)
                       || ' m and no shared point: missing junction node?', cat_a, _layer
-               FROM ({_crossings_sql(True)}) WHERE gap < {tol}"""
+               FROM ({_crossings_sql(con, True)}) WHERE gap < {tol}"""
 
 
 @rule("clearance")
@@ -575,7 +608,7 @@ def _clearance(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
                       x.fa || ' (' || x.cls_a || ') crosses ' || x.fb || ' (' || x.cls_b || ') with '
                       || round(x.gap, 3) || ' m vertical clearance < ' || v.m
                       || ' m (GB 50289-2016 Table 4.1.14, ' || v.conf || ')', x.cat_a, x._layer
-               FROM ({_crossings_sql(False)}) x JOIN _vclear v ON v.a = x.cls_a AND v.b = x.cls_b
+               FROM ({_crossings_sql(con, False)}) x JOIN _vclear v ON v.a = x.cls_a AND v.b = x.cls_b
                WHERE x.gap < v.m - 1e-9"""
 
 

@@ -25,8 +25,8 @@ def _raw_load(data: Path, db: Path, out: mp.Queue) -> None:
     from cim.pipes.fields import default_mapping, map_columns
     from cim.store.spatial import connect
 
-    points = next(data.glob("*POINT*.csv"))
-    lines = next(data.glob("*LINE*.csv"))
+    points = next(p for p in sorted(data.glob("*.csv")) if "point" in p.name.lower())
+    lines = next(p for p in sorted(data.glob("*.csv")) if "line" in p.name.lower())
     mapping = default_mapping()
 
     def col(path: Path, kind: str, field: str) -> str:
@@ -69,9 +69,10 @@ def _run(fn, *args) -> dict:
     q: mp.Queue = mp.get_context("fork").Queue()
     p = mp.get_context("fork").Process(target=fn, args=(*args, q))
     p.start()
-    result = q.get()
     p.join()
-    return result
+    if p.exitcode != 0 or q.empty():
+        raise SystemExit(f"{fn.__name__} failed (exit code {p.exitcode})")
+    return q.get()
 
 
 def main() -> None:

@@ -24,10 +24,17 @@ StoreOption = typer.Option(None, "--store", help="Store URL (default: $CIM_STORE
 
 
 @app.command("datasets")
-def datasets_cmd(store: str | None = StoreOption) -> None:
+def datasets_cmd(
+    store: str | None = StoreOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the catalogue entries as JSON"),
+) -> None:
     """List the datasets in the store."""
     s = open_store(store or get_settings().store)
+    if as_json:
+        print(json.dumps(s.datasets(), ensure_ascii=False, indent=2, default=str))
+        return
     table = Table("id", "title", "kind", "grade", "version", "CRS", "updated")
+    table.columns[0].no_wrap = True
     for d in s.datasets():
         table.add_row(d["id"], d["title"], d["kind"], d["grade"], str(d["current_version"]), d["storage_crs"],
                       str(d["updated_at"])[:19])

@@ -613,8 +613,17 @@ def _clearance(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
 
 
 # -- the engine -------------------------------------------------------------------------------------
-def run_qc(con: duckdb.DuckDBPyConnection, ctx: QCContext, *, crs_in: CRSLike) -> dict[str, int]:
-    """Run every applicable rule; results go to temp table ``qc_result``. Returns counts by rule."""
+def run_qc(
+    con: duckdb.DuckDBPyConnection,
+    ctx: QCContext,
+    *,
+    crs_in: CRSLike,
+    on_rule: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """Run every applicable rule; results go to temp table ``qc_result``. Returns counts by rule.
+
+    ``on_rule`` is called with each rule id before it runs (progress reporting).
+    """
     con.execute("CREATE OR REPLACE TEMP TABLE _qc_meta (key VARCHAR, value VARCHAR)")
     con.execute("INSERT INTO _qc_meta VALUES ('crs_in', ?)", [str(crs_in)])
     con.execute(
@@ -625,6 +634,8 @@ def run_qc(con: duckdb.DuckDBPyConnection, ctx: QCContext, *, crs_in: CRSLike) -
     for r in RULES:
         if ctx.source_kind not in r.applies_to:
             continue
+        if on_rule:
+            on_rule(r.id)
         sql = _RULES[r.id](con, ctx)
         if sql is None:
             counts[r.id] = 0

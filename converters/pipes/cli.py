@@ -10,22 +10,31 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cim.errors import InvalidInputError, QCRefusedError
 from cim.qc.report import QCReport, write_report
 from cim.settings import get_settings
 from cim.store import open_store
-from converters.pipes.ingest import SurveyOptions, ingest_survey, qc_survey
+from converters.pipes.ingest import SurveyOptions, find_files, ingest_survey, qc_survey
 
 console = Console(stderr=True)
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "jinan_district"
 
 
 @contextmanager
-def _status(what: str) -> Iterator:
-    with console.status(what) as status:
-        yield lambda msg: status.update(f"{what}: {msg}")
+def _status(what: str, steps: int = 40) -> Iterator:
+    """A rich progress bar advanced by each pipeline message (files read, normalising, each QC rule, writing)."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(what, total=steps)
+
+        def advance(msg: str) -> None:
+            bar.update(task, advance=1, description=f"{what}: {msg}")
+
+        yield advance
+        bar.update(task, completed=steps)
 
 
 def _options(crs: str | None, vertical: str, axis_order: str, encoding: str | None, mapping: Path | None,
@@ -85,7 +94,8 @@ def register(app: typer.Typer) -> None:
         s = open_store(store or settings.store)
         opts = _options(crs, vertical, axis_order, encoding, mapping, dataset, title, grade, keep_errors)
         try:
-            with _status("ingesting") as progress:
+            steps = 34 if paths[0].suffix.lower() == ".inp" else len(find_files(paths)) + 32
+            with _status("ingesting", steps) as progress:
                 if len(paths) == 1 and paths[0].suffix.lower() == ".inp":
                     from converters.network.ingest import ingest_model
 
@@ -117,7 +127,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check a pipe survey against the CJJ 61 QC catalogue; exit 1 when it has errors."""
         opts = _options(crs, vertical, axis_order, encoding, mapping, None, None, "重要", False)
-        with _status("checking") as progress:
+        with _status("checking", len(find_files(paths)) + 30) as progress:
             checked = qc_survey(paths, opts, get_settings(), progress)
         checked.con.close()
         written = write_report(checked.report, out)
@@ -153,7 +163,7 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         s = open_store(store or settings.store)
         try:
-            with _status("ingesting sample district") as progress:
+            with _status("ingesting sample district", len(find_files([SAMPLE])) + 32) as progress:
                 version, report = ingest_survey([SAMPLE], s, SurveyOptions(), settings, progress)
             written = write_report(report, out / "qc" / version.dataset_id)
             _print_summary(report, written)

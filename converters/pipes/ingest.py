@@ -122,11 +122,18 @@ def _sha256(path: Path) -> str:
 
 
 def read_survey(
-    files: Sequence[Path], options: SurveyOptions, mapping: FieldMapping, *, max_bytes: int | None = None
+    files: Sequence[Path],
+    options: SurveyOptions,
+    mapping: FieldMapping,
+    *,
+    max_bytes: int | None = None,
+    progress: Progress | None = None,
 ) -> SurveyInput:
     """Read every table of every file into raw point/line tables."""
     result = SurveyInput([], [], [], [])
     for path in files:
+        if progress:
+            progress(f"reading {path.name}")
         digest = _sha256(path)
         for src in read_tables(path, encoding=options.encoding, max_bytes=max_bytes):
             kind = detect_kind(src.layer, src.columns, mapping, file=src.file)
@@ -170,7 +177,7 @@ def check(
         tolerances=options.tolerances,
         header_problems=survey.header_problems,
     )
-    run_qc(con, ctx, crs_in=crs_in)
+    run_qc(con, ctx, crs_in=crs_in, on_rule=lambda rule_id: say(f"QC {rule_id}"))
     report = QCReport(
         findings=fetch_findings(con),
         sources=survey.sources,
@@ -193,7 +200,8 @@ def qc_survey(
     settings = settings or get_settings()
     options = read_manifest(paths, options or SurveyOptions())
     files = find_files(paths)
-    survey = read_survey(files, options, load_mapping(options.mapping), max_bytes=settings.max_upload_bytes)
+    survey = read_survey(files, options, load_mapping(options.mapping), max_bytes=settings.max_upload_bytes,
+                         progress=progress)
     return check(survey, options, settings, progress)
 
 

@@ -56,9 +56,9 @@ def register_dictionaries(con: duckdb.DuckDBPyConnection) -> None:
 def _union(con: duckdb.DuckDBPyConnection, name: str, tables: Sequence[pa.Table], columns: Sequence[str]) -> None:
     schema = pa.schema([(c, pa.int64() if c == "_row" else pa.string()) for c in columns])
     parts = [t.select(list(columns)).cast(schema) for t in tables] or [schema.empty_table()]
+    # a view over the Arrow data: no copy; DuckDB keeps the registered table alive
     con.register(f"_{name}_arrow", pa.concat_tables(parts))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _{name}_arrow")
-    con.unregister(f"_{name}_arrow")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _{name}_arrow")
 
 
 def load_raw(
@@ -86,8 +86,8 @@ _LINE_ATTR_FIELDS = (
 def _attrs(fields: Sequence[str]) -> str:
     pairs = ", ".join(f"'{f}', {_text(f)}" for f in fields)
     return (
-        f"json_merge_patch(coalesce(TRY_CAST(r._extra AS JSON), '{{}}'::JSON), "
-        f"json_object({pairs}))"
+        f"CASE WHEN r._extra IS NULL THEN json_object({pairs}) "
+        f"ELSE json_merge_patch(coalesce(TRY_CAST(r._extra AS JSON), '{{}}'::JSON), json_object({pairs})) END"
     )
 
 
@@ -110,8 +110,7 @@ def stage_points(con: duckdb.DuckDBPyConnection, opts: StageOptions) -> None:
         FROM raw_points r
         LEFT JOIN category_alias c1 ON c1.alias = {_norm('r.category')}
         LEFT JOIN category_alias c2 ON c2.alias = {_norm('r._category')}
-        LEFT JOIN status_alias st ON st.alias = {_norm('r.status')}
-        ORDER BY r._file, r._layer, r._row"""
+        LEFT JOIN status_alias st ON st.alias = {_norm('r.status')}"""
     )
     src = con.execute("SELECT src_x, src_y FROM _pts").fetchnumpy()
     sx = np.asarray(src["src_x"], dtype="f8")
@@ -200,8 +199,7 @@ def stage_lines(con: duckdb.DuckDBPyConnection, opts: StageOptions) -> None:
         LEFT JOIN size_parsed sz ON sz.text = trim(r.size)
         LEFT JOIN material_alias m ON m.alias = {_norm('r.material')}
         LEFT JOIN burial_alias b ON b.alias = {_norm('r.burial')}
-        LEFT JOIN status_alias st ON st.alias = {_norm('r.status')}
-        ORDER BY r._file, r._layer, r._row"""
+        LEFT JOIN status_alias st ON st.alias = {_norm('r.status')}"""
     )
 
 

@@ -79,30 +79,30 @@ def _header(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str | None:
     return "SELECT file, 1, NULL, NULL, NULL, problem, NULL, layer FROM _hdr"
 
 
-def _not_null_sql(raw: str, fields: tuple, fid: str) -> list[str]:
+def _not_null_sql(con: duckdb.DuckDBPyConnection, raw: str, fields: tuple, fid: str) -> list[str]:
+    required = [f for f in fields if f.required]
+    counts = ", ".join(f"count(NULLIF(trim({f.name}), '')) AS n_{f.name}" for f in required)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _nn_{raw} AS SELECT _file, _layer, {counts} FROM {raw} GROUP BY ALL")
     parts = []
-    for f in fields:
-        if not f.required:
-            continue
+    for f in required:
         parts.append(
             f"""SELECT r._file, r._row, {fid}, '{f.name}', NULL,
                        'mandatory field {f.label} ({f.name}) is empty', r._category, r._layer
-                FROM {raw} r JOIN (SELECT _file, _layer, count(NULLIF(trim({f.name}), '')) AS n
-                                   FROM {raw} GROUP BY ALL) c USING (_file, _layer)
-                WHERE c.n > 0 AND NULLIF(trim(r.{f.name}), '') IS NULL
-                UNION ALL
-                SELECT _file, NULL, NULL, '{f.name}', NULL,
+                FROM {raw} r SEMI JOIN _nn_{raw} c ON c._file = r._file AND c._layer = r._layer AND c.n_{f.name} > 0
+                WHERE NULLIF(trim(r.{f.name}), '') IS NULL"""
+        )
+        parts.append(
+            f"""SELECT _file, NULL, NULL, '{f.name}', NULL,
                        'mandatory column {f.label} ({f.name}) is missing or empty in the whole table', NULL, _layer
-                FROM (SELECT _file, _layer, count(NULLIF(trim({f.name}), '')) AS n FROM {raw} GROUP BY ALL)
-                WHERE n = 0"""
+                FROM _nn_{raw} WHERE n_{f.name} = 0"""
         )
     return parts
 
 
 @rule("not_null")
 def _not_null(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
-    parts = _not_null_sql("raw_points", POINT_FIELDS, "r.point_id")
-    parts += _not_null_sql("raw_lines", LINE_FIELDS, _seg_fid("r"))
+    parts = _not_null_sql(con, "raw_points", POINT_FIELDS, "r.point_id")
+    parts += _not_null_sql(con, "raw_lines", LINE_FIELDS, _seg_fid("r"))
     return _union_all(parts)
 
 
@@ -550,7 +550,7 @@ def _segment_crossings(con: duckdb.DuckDBPyConnection) -> None:
     if n > 1:
         coords = np.stack([np.column_stack([d["x1"], d["y1"]]), np.column_stack([d["x2"], d["y2"]])], axis=1)
         lines = shapely.linestrings(coords)
-        i, j = shapely.STRtree(lines).query(lines, predicate="intersects")
+        i, j = shapely.STRtree(lines).query(lines)  # envelope candidates; the exact test is below, in numpy
         keep = i < j
         i, j = i[keep], j[keep]
         a, b = d["a"], d["b"]
@@ -564,6 +564,9 @@ def _segment_crossings(con: duckdb.DuckDBPyConnection) -> None:
         qp = p[j] - p[i]
         t = (qp[:, 0] * r[j, 1] - qp[:, 1] * r[j, 0]) / cross
         u = (qp[:, 0] * r[i, 1] - qp[:, 1] * r[i, 0]) / cross
+        eps = 1e-9
+        hit = (t >= -eps) & (t <= 1 + eps) & (u >= -eps) & (u <= 1 + eps)
+        i, j, t, u = i[hit], j[hit], t[hit], u[hit]
         za = d["start_z"][i] + (d["end_z"][i] - d["start_z"][i]) * np.clip(t, 0, 1)
         zb = d["start_z"][j] + (d["end_z"][j] - d["start_z"][j]) * np.clip(u, 0, 1)
         ra, rb = d["rid"][i], d["rid"][j]

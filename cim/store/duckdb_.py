@@ -182,23 +182,19 @@ class DuckDBStore:
             con.register("_new_segments", segments)
             try:
                 counts = {
-                    "pipe_points": self._merge(con, "pipe_points", "_new_points", info.id, version, _point_select()),
-                    "pipe_segments": self._merge(
-                        con, "pipe_segments", "_new_segments", info.id, version, _segment_select()
-                    ),
+                    "pipe_points": self._merge(con, "pipe_points", "_new_points", info.id, version, "point"),
+                    "pipe_segments": self._merge(con, "pipe_segments", "_new_segments", info.id, version, "segment"),
                 }
+                self._write_aux(con, info.id, version, findings, nodes, edges)
+                ext = con.execute(
+                    """SELECT min(x), min(y), min(z), max(x), max(y), max(z) FROM (
+                         SELECT x, y, ground_h AS z FROM _new_points
+                         UNION ALL SELECT x1, y1, start_z FROM _new_segments
+                         UNION ALL SELECT x2, y2, end_z FROM _new_segments)"""
+                ).fetchone()
             finally:
                 con.unregister("_new_points")
                 con.unregister("_new_segments")
-            self._write_aux(con, info.id, version, findings, nodes, edges)
-            ext = con.execute(
-                """SELECT min(ST_XMin(geom)), min(ST_YMin(geom)), min(ST_ZMin(geom)),
-                          max(ST_XMax(geom)), max(ST_YMax(geom)), max(ST_ZMax(geom))
-                   FROM (SELECT geom FROM pipe_points WHERE dataset_id = $1 AND version_to IS NULL
-                         UNION ALL
-                         SELECT geom FROM pipe_segments WHERE dataset_id = $1 AND version_to IS NULL)""",
-                [info.id],
-            ).fetchone()
             self._upsert_dataset(con, info, version, now, ext)
             con.execute(
                 "INSERT INTO dataset_versions VALUES (?, ?, ?, 'ingest', ?, ?, ?, ?)",
@@ -208,43 +204,57 @@ class DuckDBStore:
         return VersionInfo(info.id, version, counts)
 
     def _merge(
-        self, con: duckdb.DuckDBPyConnection, table: str, new: str, dataset_id: str, version: int, select: str
+        self, con: duckdb.DuckDBPyConnection, table: str, new: str, dataset_id: str, version: int, kind: str
     ) -> dict[str, int]:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _incoming AS {select.format(src=new)}")
+        """Close changed/removed current rows, insert new content; unchanged rows keep their version."""
+        columns, hashed, geom = (
+            (schema.POINT_COLUMNS, _HASHED_POINT, _POINT_GEOM) if kind == "point"
+            else ([c for c in schema.SEGMENT_COLUMNS if c not in ("x1", "y1", "x2", "y2")], _HASHED_SEGMENT, _SEGMENT_GEOM)
+        )
+        col_list = ", ".join(columns)
+        values = ", ".join(f"n.{c}" for c in columns)
+        total = con.execute(f"SELECT count(*) FROM {new}").fetchone()[0]
+        has_current = con.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE dataset_id = ? AND version_to IS NULL LIMIT 1)",
+            [dataset_id],
+        ).fetchone()[0]
+        if not has_current:  # first version (or all rows deleted before): plain bulk insert
+            con.execute(
+                f"""INSERT INTO {table} (dataset_id, version_from, {col_list}, geom, row_hash)
+                    SELECT ?, ?, {values}, {geom}, {_hash_expr(hashed)} FROM {new} n""",
+                [dataset_id, version],
+            )
+            return {"added": int(total), "modified": 0, "deleted": 0, "unchanged": 0, "total": int(total)}
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _keys AS SELECT n.feature_id, {_hash_expr(hashed)} AS row_hash FROM {new} n"
+        )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _closing AS
                 SELECT t.fid, t.feature_id FROM {table} t
-                WHERE t.dataset_id = ? AND t.version_to IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM _incoming n
-                                  WHERE n.feature_id = t.feature_id AND n.row_hash = t.row_hash)""",
+                ANTI JOIN _keys k ON k.feature_id = t.feature_id AND k.row_hash = t.row_hash
+                WHERE t.dataset_id = ? AND t.version_to IS NULL""",
             [dataset_id],
-        )
-        con.execute(
-            f"UPDATE {table} SET version_to = ? WHERE fid IN (SELECT fid FROM _closing)", [version]
         )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _adding AS
-                SELECT n.* FROM _incoming n
-                WHERE NOT EXISTS (SELECT 1 FROM {table} t
-                                  WHERE t.dataset_id = ? AND t.version_to IS NULL
-                                    AND t.feature_id = n.feature_id AND t.row_hash = n.row_hash)""",
+                SELECT k.* FROM _keys k
+                ANTI JOIN (SELECT feature_id, row_hash FROM {table} WHERE dataset_id = ? AND version_to IS NULL) t
+                  ON k.feature_id = t.feature_id AND k.row_hash = t.row_hash""",
             [dataset_id],
         )
-        cols = [c for c in con.execute("SELECT * FROM _adding LIMIT 0").to_arrow_table().column_names]
-        col_list = ", ".join(cols)
+        con.execute(f"UPDATE {table} SET version_to = ? WHERE fid IN (SELECT fid FROM _closing)", [version])
         con.execute(
-            f"""INSERT INTO {table} (dataset_id, version_from, {col_list})
-                SELECT ?, ?, {col_list} FROM _adding""",
+            f"""INSERT INTO {table} (dataset_id, version_from, {col_list}, geom, row_hash)
+                SELECT ?, ?, {values}, {geom}, a.row_hash FROM {new} n JOIN _adding a ON a.feature_id = n.feature_id""",
             [dataset_id, version],
         )
         added, modified, deleted = con.execute(
             """SELECT
-                 (SELECT count(*) FROM _adding a WHERE a.feature_id NOT IN (SELECT feature_id FROM _closing)),
-                 (SELECT count(*) FROM _adding a WHERE a.feature_id IN (SELECT feature_id FROM _closing)),
-                 (SELECT count(*) FROM _closing c WHERE c.feature_id NOT IN (SELECT feature_id FROM _adding))"""
+                 (SELECT count(*) FROM _adding a ANTI JOIN _closing c ON c.feature_id = a.feature_id),
+                 (SELECT count(*) FROM _adding a SEMI JOIN _closing c ON c.feature_id = a.feature_id),
+                 (SELECT count(*) FROM _closing c ANTI JOIN _adding a ON a.feature_id = c.feature_id)"""
         ).fetchone()
-        total = con.execute("SELECT count(*) FROM _incoming").fetchone()[0]
-        for tmp in ("_incoming", "_closing", "_adding"):
+        for tmp in ("_keys", "_closing", "_adding"):
             con.execute(f"DROP TABLE {tmp}")
         return {
             "added": int(added), "modified": int(modified), "deleted": int(deleted),
@@ -314,20 +324,7 @@ def _hash_expr(columns: Sequence[str]) -> str:
     return "CAST(hash(" + ", ".join(f"n.{c}" for c in columns) + ") AS VARCHAR)"
 
 
-def _point_select() -> str:
-    cols = [c for c in schema.POINT_COLUMNS]
-    return (
-        "SELECT " + ", ".join(f"n.{c}" for c in cols)
-        + ", ST_Point3D(n.x, n.y, coalesce(n.ground_h, 0))::GEOMETRY AS geom, "
-        + _hash_expr(_HASHED_POINT) + " AS row_hash FROM {src} n"
-    )
-
-
-def _segment_select() -> str:
-    cols = [c for c in schema.SEGMENT_COLUMNS if c not in ("x1", "y1", "x2", "y2")]
-    return (
-        "SELECT " + ", ".join(f"n.{c}" for c in cols)
-        + ", ST_MakeLine(ST_Point3D(n.x1, n.y1, coalesce(n.start_z, 0)), "
-        "ST_Point3D(n.x2, n.y2, coalesce(n.end_z, 0)))::GEOMETRY AS geom, "
-        + _hash_expr(_HASHED_SEGMENT) + " AS row_hash FROM {src} n"
-    )
+_POINT_GEOM = "ST_Point3D(n.x, n.y, coalesce(n.ground_h, 0))::GEOMETRY"
+_SEGMENT_GEOM = (
+    "ST_MakeLine(ST_Point3D(n.x1, n.y1, coalesce(n.start_z, 0)), ST_Point3D(n.x2, n.y2, coalesce(n.end_z, 0)))::GEOMETRY"
+)

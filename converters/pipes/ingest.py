@@ -169,6 +169,8 @@ def check(
     con = connect(":memory:")
     say("normalising")
     stage(con, survey.points, survey.lines, StageOptions(crs_in, settings.storage_crs, options.vertical_in))
+    survey.points.clear()  # the staged copy is all we need now; free the Arrow tables
+    survey.lines.clear()
     say("running QC")
     ctx = QCContext(
         storage_crs=settings.storage_crs,
@@ -207,7 +209,7 @@ def qc_survey(
 
 _FINAL_POINTS = """
 CREATE OR REPLACE TEMP TABLE final_points AS
-WITH f AS (SELECT file || '#' || layer || '#' || row AS k, list(DISTINCT rule_id ORDER BY rule_id) AS flags
+WITH f AS (SELECT file, layer, row, list(DISTINCT rule_id ORDER BY rule_id) AS flags
            FROM qc_result WHERE row IS NOT NULL GROUP BY ALL)
 SELECT p.rowid AS prow,
        CASE WHEN p.point_id IS NULL THEN '@' || p._file || ':' || p._row
@@ -217,13 +219,13 @@ SELECT p.rowid AS prow,
        p.point_id, p.map_no, p.category, p.subtype, p.feature, p.appurtenance, p.code,
        p.x, p.y, p.ground_h, p.well_depth, p.well_bottom_h, p.status, p.road, p.survey_date,
        p.attrs, f.flags AS qc_flags, p._file AS source_file, p._row AS source_row
-FROM stg_points p LEFT JOIN f ON f.k = p._file || '#' || p._layer || '#' || p._row
+FROM stg_points p LEFT JOIN f ON f.file = p._file AND f.layer = p._layer AND f.row = p._row
 WHERE p.x IS NOT NULL AND p.y IS NOT NULL
 """
 
 _FINAL_SEGMENTS = """
 CREATE OR REPLACE TEMP TABLE final_segments AS
-WITH f AS (SELECT file || '#' || layer || '#' || row AS k, list(DISTINCT rule_id ORDER BY rule_id) AS flags
+WITH f AS (SELECT file, layer, row, list(DISTINCT rule_id ORDER BY rule_id) AS flags
            FROM qc_result WHERE row IS NOT NULL GROUP BY ALL),
 b AS (SELECT *, coalesce(line_id, start_id || '-' || end_id) AS base FROM stg_segments
       WHERE x1 IS NOT NULL AND x2 IS NOT NULL)
@@ -234,7 +236,7 @@ SELECT CASE WHEN count(*) OVER (PARTITION BY s.base) = 1 THEN s.base
        s.start_z, s.end_z, s.length_3d, s.slope, s.pressure, s.voltage, s.flow_dir, s.owner, s.year, s.road,
        s.attrs, f.flags AS qc_flags, s._file AS source_file, s._row AS source_row,
        s.x1, s.y1, s.x2, s.y2, s.start_prow, s.end_prow
-FROM b s LEFT JOIN f ON f.k = s._file || '#' || s._layer || '#' || s._row
+FROM b s LEFT JOIN f ON f.file = s._file AND f.layer = s._layer AND f.row = s._row
 """
 
 
@@ -260,8 +262,16 @@ def write_checked(
         )
     say = progress or (lambda _msg: None)
     say("building network")
+    con.execute("DROP VIEW IF EXISTS raw_points")
+    con.execute("DROP VIEW IF EXISTS raw_lines")
+    con.unregister("_raw_points_arrow")
+    con.unregister("_raw_lines_arrow")
+    for table in ("stg_lines", "_crossings", "size_parsed"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     con.execute(_FINAL_POINTS)
     con.execute(_FINAL_SEGMENTS)
+    con.execute("DROP TABLE stg_points")
+    con.execute("DROP TABLE stg_segments")
     topo = build_topology(con)
     from cim.store.schema import POINT_COLUMNS, SEGMENT_COLUMNS
 

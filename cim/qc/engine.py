@@ -79,47 +79,67 @@ def _header(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str | None:
     return "SELECT file, 1, NULL, NULL, NULL, problem, NULL, layer FROM _hdr"
 
 
-def _not_null_sql(con: duckdb.DuckDBPyConnection, raw: str, fields: tuple, fid: str) -> list[str]:
-    required = [f for f in fields if f.required]
-    counts = ", ".join(f"count(NULLIF(trim({f.name}), '')) AS n_{f.name}" for f in required)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _nn_{raw} AS SELECT _file, _layer, {counts} FROM {raw} GROUP BY ALL")
-    parts = []
-    for f in required:
-        parts.append(
-            f"""SELECT r._file, r._row, {fid}, '{f.name}', NULL,
-                       'mandatory field {f.label} ({f.name}) is empty', r._category, r._layer
-                FROM {raw} r SEMI JOIN _nn_{raw} c ON c._file = r._file AND c._layer = r._layer AND c.n_{f.name} > 0
-                WHERE NULLIF(trim(r.{f.name}), '') IS NULL"""
-        )
-        parts.append(
-            f"""SELECT _file, NULL, NULL, '{f.name}', NULL,
-                       'mandatory column {f.label} ({f.name}) is missing or empty in the whole table', NULL, _layer
-                FROM _nn_{raw} WHERE n_{f.name} = 0"""
-        )
-    return parts
+def _labels_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE _field_labels (field VARCHAR, label VARCHAR)")
+    con.executemany(
+        "INSERT INTO _field_labels VALUES (?, ?)", sorted({(f.name, f.label) for f in POINT_FIELDS + LINE_FIELDS})
+    )
+
+
+def _not_null_sql(con: duckdb.DuckDBPyConnection, raw: str, fields: tuple, fid: str) -> str:
+    """One scan of ``raw``: every empty mandatory cell, unless the whole column is missing (one finding then)."""
+    required = [f.name for f in fields if f.required]
+    counts = ", ".join(f"count(NULLIF(trim({f}), '')) AS {f}" for f in required)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _nn_{raw} AS
+            UNPIVOT (SELECT _file, _layer, {counts} FROM {raw} GROUP BY ALL) ON {', '.join(required)}
+            INTO NAME field VALUE n"""
+    )
+    empties = ", ".join(f"CASE WHEN NULLIF(trim(r.{f}), '') IS NULL THEN '{f}' END" for f in required)
+    return f"""WITH e AS (
+                 SELECT r._file, r._layer, r._row, {fid} AS fid, r._category,
+                        unnest(list_filter([{empties}], v -> v IS NOT NULL)) AS field
+                 FROM {raw} r)
+               SELECT e._file, e._row, e.fid, e.field, NULL,
+                      'mandatory field ' || l.label || ' (' || e.field || ') is empty', e._category, e._layer
+               FROM e JOIN _nn_{raw} c ON c._file = e._file AND c._layer = e._layer AND c.field = e.field AND c.n > 0
+                      JOIN _field_labels l ON l.field = e.field
+               UNION ALL
+               SELECT c._file, NULL, NULL, c.field, NULL,
+                      'mandatory column ' || l.label || ' (' || c.field || ') is missing or empty in the whole table',
+                      NULL, c._layer
+               FROM _nn_{raw} c JOIN _field_labels l ON l.field = c.field WHERE c.n = 0"""
 
 
 @rule("not_null")
 def _not_null(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
-    parts = _not_null_sql(con, "raw_points", POINT_FIELDS, "r.point_id")
-    parts += _not_null_sql(con, "raw_lines", LINE_FIELDS, _seg_fid("r"))
-    return _union_all(parts)
+    _labels_table(con)
+    return _union_all(
+        [_not_null_sql(con, "raw_points", POINT_FIELDS, "r.point_id"),
+         _not_null_sql(con, "raw_lines", LINE_FIELDS, _seg_fid("r"))]
+    )
 
 
 @rule("numeric")
 def _numeric(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
+    _labels_table(con)
     parts = []
     for raw, fields, fid in (("raw_points", POINT_FIELDS, "r.point_id"), ("raw_lines", LINE_FIELDS, _seg_fid("r"))):
-        for f in fields:
-            if f.kind not in ("number", "int"):
-                continue
-            parts.append(
-                f"""SELECT r._file, r._row, {fid}, '{f.name}', r.{f.name},
-                           '{f.label} ({f.name}) is not a number: ' || r.{f.name}, r._category, r._layer
-                    FROM {raw} r
-                    WHERE NULLIF(trim(r.{f.name}), '') IS NOT NULL
-                      AND TRY_CAST(replace(trim(r.{f.name}), ',', '') AS DOUBLE) IS NULL"""
-            )
+        names = [f.name for f in fields if f.kind in ("number", "int")]
+        bad = ", ".join(
+            f"CASE WHEN NULLIF(trim(r.{f}), '') IS NOT NULL AND TRY_CAST(replace(trim(r.{f}), ',', '') AS DOUBLE) IS NULL "
+            f"THEN {{'field': '{f}', 'value': r.{f}}} END"
+            for f in names
+        )
+        parts.append(
+            f"""WITH e AS (
+                  SELECT r._file, r._layer, r._row, {fid} AS fid, r._category,
+                         unnest(list_filter([{bad}], v -> v IS NOT NULL)) AS b
+                  FROM {raw} r)
+                SELECT e._file, e._row, e.fid, e.b.field, e.b.value,
+                       l.label || ' (' || e.b.field || ') is not a number: ' || e.b.value, e._category, e._layer
+                FROM e JOIN _field_labels l ON l.field = e.b.field"""
+        )
     parts.append(
         f"""SELECT r._file, r._row, {_seg_fid('r')}, 'size', r.size,
                    '管径/断面 (size) cannot be read as a diameter or W×H section: ' || r.size, r._category, r._layer
@@ -576,7 +596,10 @@ def _segment_crossings(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _crossings_sql(con: duckdb.DuckDBPyConnection, same: bool) -> str:
-    """Crossing pairs of the same system (``same``) or of different categories, with the outer gap."""
+    """Crossing pairs of the same system (``same``) or of different categories, with the outer gap.
+
+    Each pair appears in both orders, so both segments carry the finding (and its QC flag).
+    """
     _segment_crossings(con)
     cmp = "a.category = b.category AND a.subtype IS NOT DISTINCT FROM b.subtype" if same else "a.category <> b.category"
     return f"""SELECT a._file, a._row, a._layer, a.category AS cat_a, b.category AS cat_b,
@@ -584,7 +607,8 @@ def _crossings_sql(con: duckdb.DuckDBPyConnection, same: bool) -> str:
                       ({CLEARANCE_CLASS_SQL.format(s='a')}) AS cls_a, ({CLEARANCE_CLASS_SQL.format(s='b')}) AS cls_b,
                       abs(c.za - c.zb) - coalesce(a.height_mm, a.diameter_mm, 0) / 2000.0
                         - coalesce(b.height_mm, b.diameter_mm, 0) / 2000.0 AS gap
-               FROM _crossings c JOIN stg_segments a ON a.rowid = c.ra JOIN stg_segments b ON b.rowid = c.rb
+               FROM (SELECT ra, rb, za, zb FROM _crossings UNION ALL SELECT rb, ra, zb, za FROM _crossings) c
+               JOIN stg_segments a ON a.rowid = c.ra JOIN stg_segments b ON b.rowid = c.rb
                WHERE {cmp}"""
 
 

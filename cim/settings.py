@@ -34,6 +34,7 @@ class Settings(BaseSettings):
         None, description="TOML file of city-independent systems (4/7-parameter transforms); kept out of git"
     )
     max_upload_bytes: int = Field(2 * 1024**3, description="Largest source file accepted")
+    staging_memory: str = Field("2GB", description="DuckDB memory limit of an ingest's staging database (spills beyond)")
 
 
 @lru_cache(maxsize=1)

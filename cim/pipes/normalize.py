@@ -91,16 +91,42 @@ def _attrs(fields: Sequence[str]) -> str:
     )
 
 
+def _value_maps(con: duckdb.DuckDBPyConnection) -> None:
+    """Resolve each distinct raw category/material/burial/status text once (a city has a handful)."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _cat_map AS
+        SELECT r.category AS raw, r._category AS hint,
+               coalesce(c1.major, c2.major) AS major,
+               CASE WHEN c1.major IS NOT NULL AND c2.major IS NOT NULL AND c1.major <> c2.major THEN c1.subtype
+                    ELSE coalesce(c1.subtype, c2.subtype) END AS subtype
+        FROM (SELECT DISTINCT category, _category FROM raw_points
+              UNION SELECT DISTINCT category, _category FROM raw_lines) r
+        LEFT JOIN category_alias c1 ON c1.alias = {_norm('r.category')}
+        LEFT JOIN category_alias c2 ON c2.alias = {_norm('r._category')}"""
+    )
+    for name, table, source in (
+        ("material", "material_alias", "SELECT DISTINCT material AS v FROM raw_lines"),
+        ("burial", "burial_alias", "SELECT DISTINCT burial AS v FROM raw_lines"),
+        ("status", "status_alias", "SELECT DISTINCT status AS v FROM raw_points UNION SELECT DISTINCT status FROM raw_lines"),
+    ):
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _{name}_map AS
+                SELECT r.v AS raw, a.code FROM ({source}) r LEFT JOIN {table} a ON a.alias = {_norm('r.v')}
+                WHERE r.v IS NOT NULL"""
+        )
+
+
 def stage_points(con: duckdb.DuckDBPyConnection, opts: StageOptions) -> None:
     """Build ``stg_points`` from ``raw_points``: trimmed text, numbers, codes, storage-CRS x/y."""
     dz = _vertical_offset(opts.vertical_in)
+    same = _same_crs(opts)
+    target = "stg_points" if same else "_pts"
+    direct_xy = f"{_num('y')} AS x, {_num('x')} AS y," if same else ""
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _pts AS
-        SELECT r._file, r._layer, r._row,
+        f"""CREATE OR REPLACE TEMP TABLE {target} AS
+        SELECT r._file, r._layer, r._row, {direct_xy}
                {_text('point_id')} AS point_id, {_text('map_no')} AS map_no,
-               coalesce(c1.major, c2.major) AS category,
-               CASE WHEN c1.major IS NOT NULL AND c2.major IS NOT NULL AND c1.major <> c2.major THEN c1.subtype
-                    ELSE coalesce(c1.subtype, c2.subtype) END AS subtype,
+               cm.major AS category, cm.subtype AS subtype,
                {_text('feature')} AS feature, {_text('appurtenance')} AS appurtenance, {_text('code')} AS code,
                {_num('y')} AS src_x, {_num('x')} AS src_y,
                {_num('ground_h')} + {dz} AS ground_h, {_num('well_depth')} AS well_depth,
@@ -108,10 +134,11 @@ def stage_points(con: duckdb.DuckDBPyConnection, opts: StageOptions) -> None:
                st.code AS status, {_text('road')} AS road, {_text('survey_date')} AS survey_date,
                {_attrs(_POINT_ATTR_FIELDS)} AS attrs
         FROM raw_points r
-        LEFT JOIN category_alias c1 ON c1.alias = {_norm('r.category')}
-        LEFT JOIN category_alias c2 ON c2.alias = {_norm('r._category')}
-        LEFT JOIN status_alias st ON st.alias = {_norm('r.status')}"""
+        LEFT JOIN _cat_map cm ON cm.raw IS NOT DISTINCT FROM r.category AND cm.hint IS NOT DISTINCT FROM r._category
+        LEFT JOIN _status_map st ON st.raw = r.status"""
     )
+    if same:  # no transformation: the storage coordinates are the source ones
+        return
     src = con.execute("SELECT src_x, src_y FROM _pts").fetchnumpy()
     sx = np.asarray(src["src_x"], dtype="f8")
     sy = np.asarray(src["src_y"], dtype="f8")
@@ -126,6 +153,10 @@ def stage_points(con: duckdb.DuckDBPyConnection, opts: StageOptions) -> None:
     )
     con.unregister("_xy")
     con.execute("DROP TABLE _pts")
+
+
+def _same_crs(opts: StageOptions) -> bool:
+    return find_local(opts.crs_in) is None and get_crs(opts.crs_in) == get_crs(opts.storage_crs)
 
 
 def _to_storage(sx: np.ndarray, sy: np.ndarray, opts: StageOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -174,13 +205,9 @@ def stage_lines(con: duckdb.DuckDBPyConnection, opts: StageOptions) -> None:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE stg_lines AS
         WITH base AS (
-          SELECT r.*,
-                 coalesce(c1.major, c2.major) AS _major,
-                 CASE WHEN c1.major IS NOT NULL AND c2.major IS NOT NULL AND c1.major <> c2.major THEN c1.subtype
-                      ELSE coalesce(c1.subtype, c2.subtype) END AS _subtype
+          SELECT r.*, cm.major AS _major, cm.subtype AS _subtype
           FROM raw_lines r
-          LEFT JOIN category_alias c1 ON c1.alias = {_norm('r.category')}
-          LEFT JOIN category_alias c2 ON c2.alias = {_norm('r._category')}
+          LEFT JOIN _cat_map cm ON cm.raw IS NOT DISTINCT FROM r.category AND cm.hint IS NOT DISTINCT FROM r._category
         )
         SELECT r._file, r._layer, r._row,
                {_text('line_id')} AS line_id, {_text('start_id')} AS start_id, {_text('end_id')} AS end_id,
@@ -197,9 +224,9 @@ def stage_lines(con: duckdb.DuckDBPyConnection, opts: StageOptions) -> None:
         LEFT JOIN pipe_kinds k1 ON k1.major = r._major AND k1.subtype = r._subtype
         LEFT JOIN pipe_kinds k2 ON k2.major = r._major AND k2.subtype IS NULL
         LEFT JOIN size_parsed sz ON sz.text = trim(r.size)
-        LEFT JOIN material_alias m ON m.alias = {_norm('r.material')}
-        LEFT JOIN burial_alias b ON b.alias = {_norm('r.burial')}
-        LEFT JOIN status_alias st ON st.alias = {_norm('r.status')}"""
+        LEFT JOIN _material_map m ON m.raw = r.material
+        LEFT JOIN _burial_map b ON b.raw = r.burial
+        LEFT JOIN _status_map st ON st.raw = r.status"""
     )
 
 
@@ -257,6 +284,7 @@ def stage(
         get_crs(opts.crs_in)  # fail early on an unknown CRS
     register_dictionaries(con)
     load_raw(con, points, lines)
+    _value_maps(con)
     stage_points(con, opts)
     stage_lines(con, opts)
     assemble_segments(con)

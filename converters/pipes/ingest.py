@@ -8,6 +8,7 @@ so a delivery is self-describing; explicit options win over the manifest.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -167,6 +168,8 @@ def check(
     crs_in = local.name if local else crs_code(get_crs(options.crs_in))
     say = progress or (lambda _msg: None)
     con = connect(":memory:")
+    con.execute(f"SET memory_limit = '{settings.staging_memory}'")
+    con.execute(f"SET temp_directory = '{tempfile.gettempdir()}/cim-staging'")
     say("normalising")
     stage(con, survey.points, survey.lines, StageOptions(crs_in, settings.storage_crs, options.vertical_in))
     survey.points.clear()  # the staged copy is all we need now; free the Arrow tables

@@ -91,6 +91,8 @@ def main() -> None:
     summary = generate_district(data, blocks_x=bx, blocks_y=by, layout="single")
     print(f"generated {bx}x{by} blocks in {time.perf_counter() - t0:.1f} s: {summary}")
 
+    for stale in ("raw.duckdb", "raw.duckdb.wal", "cim.duckdb", "cim.duckdb.wal"):
+        (work / stale).unlink(missing_ok=True)
     base = _run(_raw_load, data, work / "raw.duckdb")
     ours = _run(_ingest, data, work / "cim.duckdb")
     ratio = ours["wall_s"] / base["wall_s"]

@@ -177,3 +177,65 @@ def test_a_manifest_supplies_crs_id_and_grade(tmp_path: Path, settings: Settings
     version, _ = ingest_survey([folder], store, SurveyOptions(), settings)
     d = store.get_dataset("lixia")
     assert (version.dataset_id, d["title"], d["grade"], d["source_crs"]) == ("lixia", "历下区", "核心", "EPSG:4548")
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+SAMPLE = Path(__file__).resolve().parents[3] / "sample_data" / "jinan_district"
+
+
+def test_an_xlsx_workbook_with_point_and_line_sheets_reads_like_the_csv_files(tmp_path: Path, settings: Settings) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name in ("JSPOINT", "JSLINE"):
+        header, rows = _csv_rows(SAMPLE / f"{name}.csv")
+        sheet = book.create_sheet(name)
+        sheet.append(header)
+        for row in rows:  # numbers as numbers, the way Excel users deliver them
+            sheet.append([float(v) if v.replace(".", "", 1).replace("-", "", 1).isdigit() and "." in v else v for v in row])
+    book.save(tmp_path / "给水.xlsx")
+    from_xlsx = qc_survey([tmp_path / "给水.xlsx"], SurveyOptions(crs_in="EPSG:4548"), settings)
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    for name in ("JSPOINT", "JSLINE"):
+        (csv_dir / f"{name}.csv").write_bytes((SAMPLE / f"{name}.csv").read_bytes())
+    from_csv = qc_survey([csv_dir], SurveyOptions(crs_in="EPSG:4548"), settings)
+    query = "SELECT start_id, end_id, material, start_z, end_z, x1, y1 FROM stg_segments ORDER BY ALL"
+    assert from_xlsx.con.execute(query).fetchall() == from_csv.con.execute(query).fetchall()
+    assert from_xlsx.report.summary()["findings"] == 0
+
+
+def test_a_geopackage_point_layer_with_geometry_only_takes_xy_from_the_geometry(tmp_path: Path, settings: Settings) -> None:
+    pyogrio = pytest.importorskip("pyogrio")
+    import numpy as np
+    import pyarrow as pa
+    import shapely
+
+    header, rows = _csv_rows(SAMPLE / "JSPOINT.csv")
+    ix, iy = header.index("X坐标"), header.index("Y坐标")
+    keep = [i for i in range(len(header)) if i not in (ix, iy)]
+    table = {header[i]: pa.array([r[i] or None for r in rows], pa.string()) for i in keep}
+    geoms = shapely.points(np.array([[float(r[iy]), float(r[ix])] for r in rows]))  # (easting, northing)
+    pyogrio.write_arrow(
+        pa.table({**table, "geometry": pa.array(shapely.to_wkb(geoms))}),
+        tmp_path / "js.gpkg", layer="JSPOINT", driver="GPKG", geometry_name="geometry", geometry_type="Point",
+        crs="EPSG:4548",
+    )
+    header_l, rows_l = _csv_rows(SAMPLE / "JSLINE.csv")
+    pyogrio.write_arrow(
+        pa.table({h: pa.array([r[i] or None for r in rows_l], pa.string()) for i, h in enumerate(header_l)}),
+        tmp_path / "js.gpkg", layer="JSLINE", driver="GPKG", append=True,
+    )
+    checked = qc_survey([tmp_path / "js.gpkg"], SurveyOptions(crs_in="EPSG:4548"), settings)
+    assert checked.report.summary()["findings"] == 0
+    first = rows[0]
+    point_id = first[header.index("物探点号")]
+    x, y = checked.con.execute("SELECT x, y FROM stg_points WHERE point_id = ?", [point_id]).fetchone()
+    assert (x, y) == pytest.approx((float(first[iy]), float(first[ix])))

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cim.errors import InvalidInputError, QCRefusedError
+from cim.errors import InvalidInputError, OutOfRegionError, QCRefusedError
 from cim.qc.report import QCReport, write_report
 from cim.settings import get_settings
 from cim.store import open_store
@@ -103,6 +103,9 @@ def register(app: typer.Typer) -> None:
                                                    settings=settings, progress=progress)
                 else:
                     version, report = ingest_survey(paths, s, opts, settings, progress)
+        except OutOfRegionError as exc:
+            console.print(f"[bold red]refused:[/] {exc}")
+            sys.exit(1)
         except QCRefusedError as exc:
             console.print(f"[bold red]refused:[/] {exc}")
             for f in exc.findings[:15]:

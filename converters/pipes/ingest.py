@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from cim.crs import crs_code, get_crs
-from cim.errors import CRSMissingError, InvalidInputError, QCRefusedError, QCSummary
+from cim.errors import CRSMissingError, InvalidInputError, OutOfRegionError, QCRefusedError, QCSummary
 from cim.localcrs import find_local
 from cim.localcrs import load_file as load_local_systems
 from cim.pipes.fields import FieldMapping, load_mapping
@@ -256,6 +256,13 @@ def write_checked(
     """Write a checked delivery to the store as one new version (refusing errors unless kept)."""
     con, report, options = checked.con, checked.report, checked.options
     summary = summary_of(report)
+    outside = [f for f in report.findings if f.rule_id == "crs_region"]
+    if outside:  # never stored, even with --keep-errors: widen CIM_REGION_BBOX to load foreign data on purpose
+        first = "; ".join(f"{Path(f.file or '').name} row {f.row}: {f.message}" for f in outside[:3])
+        raise OutOfRegionError(
+            f"ingest refused: {len(outside)} points lie outside {settings.region_name} "
+            f"({first}). Fix the CRS or axis order, or widen CIM_REGION_BBOX. The store is unchanged."
+        )
     if summary.errors and not options.keep_errors:
         raise QCRefusedError(
             f"ingest refused: QC found {summary.errors} errors ({summary.warnings} warnings); "

@@ -49,10 +49,32 @@ def test_ingest_refuses_the_dirty_sample_and_leaves_the_store_as_it_was(tmp_path
     s.close()
 
 
-def test_ingest_with_keep_errors_stores_the_dirty_sample_flagged(tmp_path: Path) -> None:
+def test_keep_errors_never_stores_points_outside_the_region(tmp_path: Path) -> None:
     store = f"duckdb:///{tmp_path}/cim.duckdb"
     result = invoke("ingest", str(SAMPLES / "jinan_district_dirty"), "--keep-errors", "--store", store,
                     "--report-dir", str(tmp_path / "r"))
+    assert result.exit_code == 1
+    assert "outside Shandong" in result.output and "swapped" in result.output
+
+
+def test_ingest_with_keep_errors_stores_the_dirty_sample_flagged(tmp_path: Path) -> None:
+    import csv
+    import shutil
+
+    dirty = tmp_path / "dirty"
+    shutil.copytree(SAMPLES / "jinan_district_dirty", dirty)
+    defect = json.loads((dirty / "defects.json").read_text(encoding="utf-8"))["crs_region"][0]
+    path = dirty / defect["file"]
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    header = rows[0]
+    ix, iy = header.index("X坐标"), header.index("Y坐标")
+    row = rows[defect["row"] - 1]
+    row[ix], row[iy] = row[iy], row[ix]  # put the swapped point back where it belongs
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f).writerows(rows)
+    store = f"duckdb:///{tmp_path}/cim.duckdb"
+    result = invoke("ingest", str(dirty), "--keep-errors", "--store", store, "--report-dir", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
     s = DuckDBStore(tmp_path / "cim.duckdb")
     flagged = s.read().execute(

@@ -95,11 +95,13 @@ def test_swapped_axes_are_refused_with_the_reason_and_the_store_is_unchanged(tmp
     ingest_survey([write_delivery(tmp_path / "ok")], store, SurveyOptions(crs_in="EPSG:4548", dataset_id="d"), settings)
     before = snapshot(store)
     swapped = [",".join(p.split(",")[:5] + [p.split(",")[6], p.split(",")[5]] + p.split(",")[7:]) for p in POINTS]
-    with pytest.raises(QCRefusedError) as err:
+    from cim.errors import OutOfRegionError
+
+    with pytest.raises(OutOfRegionError) as err:
         ingest_survey([write_delivery(tmp_path / "swapped", points=swapped)], store,
                       SurveyOptions(crs_in="EPSG:4548", dataset_id="d"), settings)
-    region = [f for f in err.value.findings if f.rule_id == "crs_region"]
-    assert len(region) == 3 and "swapped" in region[0].message and region[0].row == 2
+    assert "3 points lie outside Shandong" in str(err.value)
+    assert "JSPOINT.csv row 2: X=" in str(err.value) and "swapped" in str(err.value)
     assert snapshot(store) == before
 
 
@@ -239,3 +241,25 @@ def test_a_geopackage_point_layer_with_geometry_only_takes_xy_from_the_geometry(
     point_id = first[header.index("物探点号")]
     x, y = checked.con.execute("SELECT x, y FROM stg_points WHERE point_id = ?", [point_id]).fetchone()
     assert (x, y) == pytest.approx((float(first[iy]), float(first[ix])))
+
+
+def test_points_outside_the_region_are_refused_even_with_keep_errors(tmp_path: Path, settings: Settings) -> None:
+    from cim.errors import OutOfRegionError
+
+    store = DuckDBStore(":memory:")
+    swapped = [",".join(p.split(",")[:5] + [p.split(",")[6], p.split(",")[5]] + p.split(",")[7:]) for p in POINTS]
+    with pytest.raises(OutOfRegionError, match="outside Shandong"):
+        ingest_survey([write_delivery(tmp_path / "d", points=swapped)], store,
+                      SurveyOptions(crs_in="EPSG:4548", keep_errors=True), settings)
+    assert store.datasets() == []
+
+
+def test_a_widened_region_loads_foreign_data_on_purpose(tmp_path: Path) -> None:
+    # the same pipes placed near Zurich in a Swiss CRS: refused for Shandong, accepted for a widened region
+    points = [p.replace("4058000.000", "1250000.000").replace(",5020", ",26890").replace(",5020", ",26890") for p in POINTS]
+    folder = write_delivery(tmp_path / "ch", points=points)
+    wide = Settings(store="duckdb:///:memory:", region_name="world", region_bbox=(-180, -90, 180, 90))
+    checked = qc_survey([folder], SurveyOptions(crs_in="EPSG:2056"), wide)
+    assert not [f for f in checked.report.findings if f.rule_id == "crs_region"]
+    narrow = qc_survey([folder], SurveyOptions(crs_in="EPSG:2056"), Settings(store="duckdb:///:memory:"))
+    assert len([f for f in narrow.report.findings if f.rule_id == "crs_region"]) == 3

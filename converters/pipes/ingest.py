@@ -213,16 +213,20 @@ def qc_survey(
 _FINAL_POINTS = """
 CREATE OR REPLACE TEMP TABLE final_points AS
 WITH f AS (SELECT file, layer, row, list(DISTINCT rule_id ORDER BY rule_id) AS flags
-           FROM qc_result WHERE row IS NOT NULL GROUP BY ALL)
+           FROM qc_result WHERE row IS NOT NULL GROUP BY ALL),
+d1 AS (SELECT point_id FROM stg_points WHERE x IS NOT NULL AND y IS NOT NULL GROUP BY 1 HAVING count(*) > 1),
+d2 AS (SELECT point_id, category FROM stg_points WHERE x IS NOT NULL AND y IS NOT NULL GROUP BY ALL HAVING count(*) > 1)
 SELECT p.rowid AS prow,
        CASE WHEN p.point_id IS NULL THEN '@' || p._file || ':' || p._row
-            WHEN count(*) OVER (PARTITION BY p.point_id) = 1 THEN p.point_id
-            WHEN count(*) OVER (PARTITION BY p.point_id, p.category) = 1 THEN coalesce(p.category, '?') || ':' || p.point_id
+            WHEN d1.point_id IS NULL THEN p.point_id
+            WHEN d2.point_id IS NULL THEN coalesce(p.category, '?') || ':' || p.point_id
             ELSE p.point_id || '@' || p._file || ':' || p._row END AS feature_id,
        p.point_id, p.map_no, p.category, p.subtype, p.feature, p.appurtenance, p.code,
        p.x, p.y, p.ground_h, p.well_depth, p.well_bottom_h, p.status, p.road, p.survey_date,
        p.attrs, f.flags AS qc_flags, p._file AS source_file, p._row AS source_row
 FROM stg_points p LEFT JOIN f ON f.file = p._file AND f.layer = p._layer AND f.row = p._row
+LEFT JOIN d1 ON d1.point_id = p.point_id
+LEFT JOIN d2 ON d2.point_id = p.point_id AND d2.category IS NOT DISTINCT FROM p.category
 WHERE p.x IS NOT NULL AND p.y IS NOT NULL
 """
 
@@ -231,15 +235,16 @@ CREATE OR REPLACE TEMP TABLE final_segments AS
 WITH f AS (SELECT file, layer, row, list(DISTINCT rule_id ORDER BY rule_id) AS flags
            FROM qc_result WHERE row IS NOT NULL GROUP BY ALL),
 b AS (SELECT *, coalesce(line_id, start_id || '-' || end_id) AS base FROM stg_segments
-      WHERE x1 IS NOT NULL AND x2 IS NOT NULL)
-SELECT CASE WHEN count(*) OVER (PARTITION BY s.base) = 1 THEN s.base
-            ELSE s.base || '@' || s._file || ':' || s._row END AS feature_id,
+      WHERE x1 IS NOT NULL AND x2 IS NOT NULL),
+d AS (SELECT base FROM b GROUP BY 1 HAVING count(*) > 1)
+SELECT CASE WHEN d.base IS NULL THEN s.base ELSE s.base || '@' || s._file || ':' || s._row END AS feature_id,
        s.line_id, s.start_id, s.end_id, s.category, s.subtype, s.kind, s.shape, s.diameter_mm, s.width_mm,
        s.height_mm, s.material, s.burial, s.status, s.start_depth, s.end_depth, s.start_h, s.end_h,
        s.start_z, s.end_z, s.length_3d, s.slope, s.pressure, s.voltage, s.flow_dir, s.owner, s.year, s.road,
        s.attrs, f.flags AS qc_flags, s._file AS source_file, s._row AS source_row,
        s.x1, s.y1, s.x2, s.y2, s.start_prow, s.end_prow
 FROM b s LEFT JOIN f ON f.file = s._file AND f.layer = s._layer AND f.row = s._row
+LEFT JOIN d ON d.base = s.base
 """
 
 

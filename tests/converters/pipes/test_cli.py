@@ -80,6 +80,12 @@ def test_ingest_with_keep_errors_stores_the_dirty_sample_flagged(tmp_path: Path)
     flagged = s.read().execute(
         "SELECT count(*) FROM pipe_segments WHERE list_contains(qc_flags, 'reversed_slope')").fetchone()[0]
     assert flagged == 1
+    for table in ("pipe_points", "pipe_segments"):  # duplicates kept with --keep-errors still get distinct ids
+        n, distinct = s.read().execute(f"SELECT count(*), count(DISTINCT feature_id) FROM {table}").fetchone()
+        assert n == distinct
+    dup = s.read().execute(
+        "SELECT feature_id FROM pipe_points WHERE list_contains(qc_flags, 'duplicate_point_id')").fetchall()
+    assert dup and "@" in dup[0][0]
     s.close()
 
 

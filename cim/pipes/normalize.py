@@ -104,6 +104,11 @@ def _value_maps(con: duckdb.DuckDBPyConnection) -> None:
         LEFT JOIN category_alias c1 ON c1.alias = {_norm('r.category')}
         LEFT JOIN category_alias c2 ON c2.alias = {_norm('r._category')}"""
     )
+    for raw in ("raw_points", "raw_lines"):  # raw rows with their resolved major category, for QC messages
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW {raw}_c AS SELECT r.*, cm.major AS _major FROM {raw} r
+                LEFT JOIN _cat_map cm ON cm.raw IS NOT DISTINCT FROM r.category AND cm.hint IS NOT DISTINCT FROM r._category"""
+        )
     for name, table, source in (
         ("material", "material_alias", "SELECT DISTINCT material AS v FROM raw_lines"),
         ("burial", "burial_alias", "SELECT DISTINCT burial AS v FROM raw_lines"),

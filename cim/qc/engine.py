@@ -97,9 +97,9 @@ def _not_null_sql(con: duckdb.DuckDBPyConnection, raw: str, fields: tuple, fid: 
     )
     empties = ", ".join(f"CASE WHEN NULLIF(trim(r.{f}), '') IS NULL THEN '{f}' END" for f in required)
     return f"""WITH e AS (
-                 SELECT r._file, r._layer, r._row, {fid} AS fid, r._category,
+                 SELECT r._file, r._layer, r._row, {fid} AS fid, r._major AS _category,
                         unnest(list_filter([{empties}], v -> v IS NOT NULL)) AS field
-                 FROM {raw} r)
+                 FROM {raw}_c r)
                SELECT e._file, e._row, e.fid, e.field, NULL,
                       'mandatory field ' || l.label || ' (' || e.field || ') is empty', e._category, e._layer
                FROM e JOIN _nn_{raw} c ON c._file = e._file AND c._layer = e._layer AND c.field = e.field AND c.n > 0
@@ -133,17 +133,17 @@ def _numeric(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
         )
         parts.append(
             f"""WITH e AS (
-                  SELECT r._file, r._layer, r._row, {fid} AS fid, r._category,
+                  SELECT r._file, r._layer, r._row, {fid} AS fid, r._major AS _category,
                          unnest(list_filter([{bad}], v -> v IS NOT NULL)) AS b
-                  FROM {raw} r)
+                  FROM {raw}_c r)
                 SELECT e._file, e._row, e.fid, e.b.field, e.b.value,
                        l.label || ' (' || e.b.field || ') is not a number: ' || e.b.value, e._category, e._layer
                 FROM e JOIN _field_labels l ON l.field = e.b.field"""
         )
     parts.append(
         f"""SELECT r._file, r._row, {_seg_fid('r')}, 'size', r.size,
-                   '管径/断面 (size) cannot be read as a diameter or W×H section: ' || r.size, r._category, r._layer
-            FROM raw_lines r JOIN size_parsed z ON z.text = trim(r.size) WHERE z.shape IS NULL"""
+                   '管径/断面 (size) cannot be read as a diameter or W×H section: ' || r.size, r._major, r._layer
+            FROM raw_lines_c r JOIN size_parsed z ON z.text = trim(r.size) WHERE z.shape IS NULL"""
     )
     return _union_all(parts)
 
@@ -282,21 +282,21 @@ def _dictionary(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
     for raw, fid in (("raw_points", "r.point_id"), ("raw_lines", _seg_fid("r"))):
         checks.append(
             f"""SELECT r._file, r._row, {fid}, 'category', r.category,
-                       '管线类别 ' || r.category || ' is not a CJJ 61-2017 Appendix B category', r._category, r._layer
-                FROM {raw} r LEFT JOIN category_alias c ON c.alias = lower(trim(replace(r.category, ' ', '')))
+                       '管线类别 ' || r.category || ' is not a CJJ 61-2017 Appendix B category', r._major, r._layer
+                FROM {raw}_c r LEFT JOIN category_alias c ON c.alias = lower(trim(replace(r.category, ' ', '')))
                 WHERE NULLIF(trim(r.category), '') IS NOT NULL AND c.alias IS NULL"""
         )
         checks.append(
             f"""SELECT r._file, r._row, {fid}, 'status', r.status,
-                       '状态 ' || r.status || ' is not 0 在用, 1 废弃, 2 空管 or 3 其他', r._category, r._layer
-                FROM {raw} r LEFT JOIN status_alias c ON c.alias = lower(trim(replace(r.status, ' ', '')))
+                       '状态 ' || r.status || ' is not 0 在用, 1 废弃, 2 空管 or 3 其他', r._major, r._layer
+                FROM {raw}_c r LEFT JOIN status_alias c ON c.alias = lower(trim(replace(r.status, ' ', '')))
                 WHERE NULLIF(trim(r.status), '') IS NOT NULL AND c.alias IS NULL"""
         )
     for col, table, label in (("material", "material_alias", "材质"), ("burial", "burial_alias", "埋设方式")):
         checks.append(
             f"""SELECT r._file, r._row, {_seg_fid('r')}, '{col}', r.{col},
-                       '{label} ' || r.{col} || ' is not a CJJ 61-2017 Appendix C value', r._category, r._layer
-                FROM raw_lines r LEFT JOIN {table} c ON c.alias = lower(trim(replace(r.{col}, ' ', '')))
+                       '{label} ' || r.{col} || ' is not a CJJ 61-2017 Appendix C value', r._major, r._layer
+                FROM raw_lines_c r LEFT JOIN {table} c ON c.alias = lower(trim(replace(r.{col}, ' ', '')))
                 WHERE NULLIF(trim(r.{col}), '') IS NOT NULL AND c.alias IS NULL"""
         )
     for col, label in (("feature", "特征"), ("appurtenance", "附属物")):

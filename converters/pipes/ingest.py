@@ -277,8 +277,8 @@ def write_checked(
         )
     say = progress or (lambda _msg: None)
     say("building network")
-    con.execute("DROP VIEW IF EXISTS raw_points")
-    con.execute("DROP VIEW IF EXISTS raw_lines")
+    for view in ("raw_points_c", "raw_lines_c", "raw_points", "raw_lines"):
+        con.execute(f"DROP VIEW IF EXISTS {view}")
     con.unregister("_raw_points_arrow")
     con.unregister("_raw_lines_arrow")
     for table in ("stg_lines", "_crossings", "size_parsed"):

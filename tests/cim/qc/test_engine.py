@@ -60,3 +60,7 @@ def test_a_refused_dirty_ingest_counts_errors_by_rule_in_the_report(dirty) -> No
     assert counts["reversed_slope"]["error"] >= 1
     assert counts["clearance"]["info"] >= 1
     assert dirty.report.summary()["errors"] > 0 and not dirty.report.passed
+
+
+def test_findings_are_counted_by_major_category_not_by_layer_prefix(dirty) -> None:
+    assert set(dirty.report.counts_by_category()) <= {"JS", "PS", "RQ", "RL", "DL", "TX", "GY", "QT", "unknown"}

@@ -20,6 +20,7 @@ from cim.localcrs import find_local
 from cim.pipes import dictionaries as dic
 from cim.pipes.sections import parse_size
 from cim.pipes.staging import RAW_LINE_COLUMNS, RAW_POINT_COLUMNS
+from cim.store.duckdb_ import rechunk
 
 #: Offsets added to source heights to reach the 1985 national height datum (EPSG:5737).
 VERTICAL_OFFSETS_TO_1985: dict[str, float] = {"EPSG:5737": 0.0, "EPSG:5736": -0.029}
@@ -56,9 +57,10 @@ def register_dictionaries(con: duckdb.DuckDBPyConnection) -> None:
 def _union(con: duckdb.DuckDBPyConnection, name: str, tables: Sequence[pa.Table], columns: Sequence[str]) -> None:
     schema = pa.schema([(c, pa.int64() if c == "_row" else pa.string()) for c in columns])
     parts = [t.select(list(columns)).cast(schema) for t in tables] or [schema.empty_table()]
-    # a view over the Arrow data: no copy; DuckDB keeps the registered table alive
-    con.register(f"_{name}_arrow", pa.concat_tables(parts))
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _{name}_arrow")
+    # a real table (not a view over Arrow): the optimizer then knows its size and joins the right way round
+    con.register(f"_{name}_arrow", rechunk(pa.concat_tables(parts)))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _{name}_arrow")
+    con.unregister(f"_{name}_arrow")
 
 
 def load_raw(
@@ -148,7 +150,7 @@ def stage_points(con: duckdb.DuckDBPyConnection, opts: StageOptions) -> None:
     sx = np.asarray(src["src_x"], dtype="f8")
     sy = np.asarray(src["src_y"], dtype="f8")
     x, y = _to_storage(sx, sy, opts)
-    con.register("_xy", pa.table({"x": x, "y": y}))
+    con.register("_xy", rechunk(pa.table({"x": x, "y": y})))
     con.execute(
         """CREATE OR REPLACE TEMP TABLE stg_points AS
            SELECT p._file, p._layer, p._row, p.point_id, p.map_no, p.category, p.subtype,

@@ -178,8 +178,8 @@ class DuckDBStore:
         with self.transaction() as con:
             row = con.execute("SELECT current_version FROM datasets WHERE id = ?", [info.id]).fetchone()
             version = (row[0] if row else 0) + 1
-            con.register("_new_points", points)
-            con.register("_new_segments", segments)
+            con.register("_new_points", rechunk(points))
+            con.register("_new_segments", rechunk(segments))
             try:
                 counts = {
                     "pipe_points": self._merge(con, "pipe_points", "_new_points", info.id, version, "point"),
@@ -280,7 +280,7 @@ class DuckDBStore:
         ):
             if data is None or data.num_rows == 0:
                 continue
-            con.register("_aux", data)
+            con.register("_aux", rechunk(data))
             try:
                 con.execute(
                     f"INSERT INTO {table} (dataset_id, version, {cols}) SELECT ?, ?, {cols} FROM _aux",
@@ -312,6 +312,11 @@ class DuckDBStore:
                    id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                 [*values, info.id, now],
             )
+
+
+def rechunk(table: pa.Table, rows: int = 122_880) -> pa.Table:
+    """The same table in batches of at most ``rows`` (zero-copy), so DuckDB scans it on every core."""
+    return pa.Table.from_batches(table.to_batches(max_chunksize=rows), schema=table.schema)
 
 
 def _require(table: pa.Table, columns: Sequence[str], what: str) -> None:

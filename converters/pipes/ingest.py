@@ -277,10 +277,10 @@ def write_checked(
         )
     say = progress or (lambda _msg: None)
     say("building network")
-    for view in ("raw_points_c", "raw_lines_c", "raw_points", "raw_lines"):
+    for view in ("raw_points_c", "raw_lines_c"):
         con.execute(f"DROP VIEW IF EXISTS {view}")
-    con.unregister("_raw_points_arrow")
-    con.unregister("_raw_lines_arrow")
+    for table in ("raw_points", "raw_lines"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     for table in ("stg_lines", "_crossings", "size_parsed"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     con.execute(_FINAL_POINTS)
@@ -306,6 +306,8 @@ def write_checked(
         provenance={"sources": report.sources, "vertical_in": options.vertical_in, "axis_order": options.axis_order},
         metadata={"qc": report.summary(), "components": topo.components},
     )
+    for table in ("final_points", "final_segments", "qc_result"):  # the Arrow copies are all we need now
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     say("writing store")
     return store.write_pipe_network(
         info, points, segments, findings=findings, nodes=topo.nodes, edges=topo.edges,

@@ -97,7 +97,7 @@ def _value_maps(con: duckdb.DuckDBPyConnection) -> None:
     """Resolve each distinct raw category/material/burial/status text once (a city has a handful)."""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cat_map AS
-        SELECT r.category AS raw, r._category AS hint,
+        SELECT r.category AS raw, r._category AS hint, c1.major IS NOT NULL AS cat_ok,
                coalesce(c1.major, c2.major) AS major,
                CASE WHEN c1.major IS NOT NULL AND c2.major IS NOT NULL AND c1.major <> c2.major THEN c1.subtype
                     ELSE coalesce(c1.subtype, c2.subtype) END AS subtype
@@ -108,7 +108,7 @@ def _value_maps(con: duckdb.DuckDBPyConnection) -> None:
     )
     for raw in ("raw_points", "raw_lines"):  # raw rows with their resolved major category, for QC messages
         con.execute(
-            f"""CREATE OR REPLACE TEMP VIEW {raw}_c AS SELECT r.*, cm.major AS _major FROM {raw} r
+            f"""CREATE OR REPLACE TEMP VIEW {raw}_c AS SELECT r.*, cm.major AS _major, cm.cat_ok AS _cat_ok FROM {raw} r
                 LEFT JOIN _cat_map cm ON cm.raw IS NOT DISTINCT FROM r.category AND cm.hint IS NOT DISTINCT FROM r._category"""
         )
     for name, table, source in (

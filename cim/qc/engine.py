@@ -278,26 +278,29 @@ def _region(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str | None:
 
 @rule("dictionary_value")
 def _dictionary(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
+    # every distinct raw value was resolved once in staging (_cat_map, _status_map, ...): join on the text
     checks = []
     for raw, fid in (("raw_points", "r.point_id"), ("raw_lines", _seg_fid("r"))):
         checks.append(
             f"""SELECT r._file, r._row, {fid}, 'category', r.category,
                        '管线类别 ' || r.category || ' is not a CJJ 61-2017 Appendix B category', r._major, r._layer
-                FROM {raw}_c r LEFT JOIN category_alias c ON c.alias = lower(trim(replace(r.category, ' ', '')))
-                WHERE NULLIF(trim(r.category), '') IS NOT NULL AND c.alias IS NULL"""
+                FROM {raw}_c r WHERE r.category IS NOT NULL AND NOT r._cat_ok"""
         )
         checks.append(
             f"""SELECT r._file, r._row, {fid}, 'status', r.status,
                        '状态 ' || r.status || ' is not 0 在用, 1 废弃, 2 空管 or 3 其他', r._major, r._layer
-                FROM {raw}_c r LEFT JOIN status_alias c ON c.alias = lower(trim(replace(r.status, ' ', '')))
-                WHERE NULLIF(trim(r.status), '') IS NOT NULL AND c.alias IS NULL"""
+                FROM {raw}_c r JOIN _status_map m ON m.raw = r.status WHERE m.code IS NULL"""
         )
-    for col, table, label in (("material", "material_alias", "材质"), ("burial", "burial_alias", "埋设方式")):
+        checks.append(
+            f"""SELECT _file, _row, {fid}, 'category', _category,
+                       'no category: neither a 管线类别 column nor the layer name gives one', NULL, _layer
+                FROM {raw}_c r WHERE _major IS NULL AND (category IS NULL OR _cat_ok)"""
+        )
+    for col, label in (("material", "材质"), ("burial", "埋设方式")):
         checks.append(
             f"""SELECT r._file, r._row, {_seg_fid('r')}, '{col}', r.{col},
                        '{label} ' || r.{col} || ' is not a CJJ 61-2017 Appendix C value', r._major, r._layer
-                FROM raw_lines_c r LEFT JOIN {table} c ON c.alias = lower(trim(replace(r.{col}, ' ', '')))
-                WHERE NULLIF(trim(r.{col}), '') IS NOT NULL AND c.alias IS NULL"""
+                FROM raw_lines_c r JOIN _{col}_map m ON m.raw = r.{col} WHERE m.code IS NULL"""
         )
     for col, label in (("feature", "特征"), ("appurtenance", "附属物")):
         checks.append(
@@ -306,18 +309,6 @@ def _dictionary(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
                 FROM stg_points p LEFT JOIN point_type t ON t.alias = lower(trim(replace(p.{col}, ' ', '')))
                 WHERE p.{col} IS NOT NULL AND t.alias IS NULL"""
         )
-    checks.append(
-        """SELECT _file, _row, point_id, 'category', _category,
-                  'no category: neither a 管线类别 column nor the layer name gives one', NULL, _layer
-           FROM raw_points r WHERE NULLIF(trim(category), '') IS NULL
-             AND (SELECT count(*) FROM category_alias c WHERE c.alias = lower(trim(replace(r._category, ' ', '')))) = 0"""
-    )
-    checks.append(
-        f"""SELECT _file, _row, {_seg_fid('r')}, 'category', _category,
-                  'no category: neither a 管线类别 column nor the layer name gives one', NULL, _layer
-           FROM raw_lines r WHERE NULLIF(trim(category), '') IS NULL
-             AND (SELECT count(*) FROM category_alias c WHERE c.alias = lower(trim(replace(r._category, ' ', '')))) = 0"""
-    )
     return _union_all(checks)
 
 

@@ -10,6 +10,7 @@ network checks in seconds.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -36,6 +37,7 @@ class QCContext:
     source_kind: str = "survey"
     tolerances: Tolerances = field(default_factory=Tolerances)
     header_problems: list[tuple[str, str, str]] = field(default_factory=list)  # (file, layer, problem)
+    pending: dict[str, Future] = field(default_factory=dict)  # work started ahead in worker threads
 
 
 RuleFn = Callable[[duckdb.DuckDBPyConnection, QCContext], str | None]
@@ -538,60 +540,69 @@ def _above(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
     return _union_all(parts)
 
 
-def _segment_crossings(con: duckdb.DuckDBPyConnection) -> None:
-    """Temp table ``_crossings(ra, rb, za, zb)``: segment pairs (stg_segments rowids) crossing in plan
-    without sharing an end point, with each centre-line height at the crossing.
-
-    Candidates come from a shapely STRtree query; the crossing itself is solved in numpy, so a
-    million segments take seconds.
-    """
-    import shapely
-
-    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_crossings'").fetchone()[0]:
-        return
-    d = con.execute(
+def _crossing_input(con: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
+    """Segment ends and heights the crossing search needs, as numpy arrays."""
+    return con.execute(
         """SELECT rowid AS rid, x1, y1, x2, y2, start_z, end_z,
                   coalesce(start_prow, -1 - rowid) AS a, coalesce(end_prow, -2 - rowid) AS b
            FROM stg_segments WHERE x1 IS NOT NULL AND x2 IS NOT NULL AND length_2d > 0
              AND start_z IS NOT NULL AND end_z IS NOT NULL"""
     ).fetchnumpy()
-    n = len(d["rid"])
-    ra = rb = np.array([], dtype=np.int64)
-    za = zb = np.array([], dtype="f8")
-    if n > 1:
-        coords = np.stack([np.column_stack([d["x1"], d["y1"]]), np.column_stack([d["x2"], d["y2"]])], axis=1)
-        lines = shapely.linestrings(coords)
-        i, j = shapely.STRtree(lines).query(lines)  # envelope candidates; the exact test is below, in numpy
-        keep = i < j
-        i, j = i[keep], j[keep]
-        a, b = d["a"], d["b"]
-        shared = (a[i] == a[j]) | (a[i] == b[j]) | (b[i] == a[j]) | (b[i] == b[j])
-        i, j = i[~shared], j[~shared]
-        p = np.column_stack([d["x1"], d["y1"]])
-        r = np.column_stack([d["x2"] - d["x1"], d["y2"] - d["y1"]])
-        cross = r[i, 0] * r[j, 1] - r[i, 1] * r[j, 0]
-        ok = np.abs(cross) > 1e-12  # collinear overlaps are not crossings
-        i, j, cross = i[ok], j[ok], cross[ok]
-        qp = p[j] - p[i]
-        t = (qp[:, 0] * r[j, 1] - qp[:, 1] * r[j, 0]) / cross
-        u = (qp[:, 0] * r[i, 1] - qp[:, 1] * r[i, 0]) / cross
-        eps = 1e-9
-        hit = (t >= -eps) & (t <= 1 + eps) & (u >= -eps) & (u <= 1 + eps)
-        i, j, t, u = i[hit], j[hit], t[hit], u[hit]
-        za = d["start_z"][i] + (d["end_z"][i] - d["start_z"][i]) * np.clip(t, 0, 1)
-        zb = d["start_z"][j] + (d["end_z"][j] - d["start_z"][j]) * np.clip(u, 0, 1)
-        ra, rb = d["rid"][i], d["rid"][j]
-    con.register("_crossings_arrow", pa.table({"ra": ra, "rb": rb, "za": za, "zb": zb}))
+
+
+def crossing_pairs(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Segment pairs crossing in plan without sharing an end point, with both heights at the crossing.
+
+    Candidates come from a shapely STRtree envelope query; the crossing itself is solved in numpy,
+    so a million segments take seconds. Pure function of arrays: safe to run in a worker thread.
+    """
+    import shapely
+
+    empty = {"ra": np.array([], np.int64), "rb": np.array([], np.int64), "za": np.array([]), "zb": np.array([])}
+    if len(d["rid"]) < 2:
+        return empty
+    coords = np.stack([np.column_stack([d["x1"], d["y1"]]), np.column_stack([d["x2"], d["y2"]])], axis=1)
+    i, j = shapely.STRtree(shapely.linestrings(coords)).query(shapely.linestrings(coords))
+    keep = i < j
+    i, j = i[keep], j[keep]
+    a, b = d["a"], d["b"]
+    shared = (a[i] == a[j]) | (a[i] == b[j]) | (b[i] == a[j]) | (b[i] == b[j])
+    i, j = i[~shared], j[~shared]
+    p = np.column_stack([d["x1"], d["y1"]])
+    r = np.column_stack([d["x2"] - d["x1"], d["y2"] - d["y1"]])
+    cross = r[i, 0] * r[j, 1] - r[i, 1] * r[j, 0]
+    ok = np.abs(cross) > 1e-12  # collinear overlaps are not crossings
+    i, j, cross = i[ok], j[ok], cross[ok]
+    qp = p[j] - p[i]
+    t = (qp[:, 0] * r[j, 1] - qp[:, 1] * r[j, 0]) / cross
+    u = (qp[:, 0] * r[i, 1] - qp[:, 1] * r[i, 0]) / cross
+    eps = 1e-9
+    hit = (t >= -eps) & (t <= 1 + eps) & (u >= -eps) & (u <= 1 + eps)
+    i, j, t, u = i[hit], j[hit], t[hit], u[hit]
+    return {
+        "ra": d["rid"][i], "rb": d["rid"][j],
+        "za": d["start_z"][i] + (d["end_z"][i] - d["start_z"][i]) * np.clip(t, 0, 1),
+        "zb": d["start_z"][j] + (d["end_z"][j] - d["start_z"][j]) * np.clip(u, 0, 1),
+    }
+
+
+def _segment_crossings(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> None:
+    """Temp table ``_crossings(ra, rb, za, zb)``, from the worker started by :func:`run_qc` if any."""
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_crossings'").fetchone()[0]:
+        return
+    future = ctx.pending.pop("crossings", None)
+    pairs = future.result() if future is not None else crossing_pairs(_crossing_input(con))
+    con.register("_crossings_arrow", pa.table(pairs))
     con.execute("CREATE OR REPLACE TEMP TABLE _crossings AS SELECT * FROM _crossings_arrow")
     con.unregister("_crossings_arrow")
 
 
-def _crossings_sql(con: duckdb.DuckDBPyConnection, same: bool) -> str:
+def _crossings_sql(con: duckdb.DuckDBPyConnection, ctx: QCContext, same: bool) -> str:
     """Crossing pairs of the same system (``same``) or of different categories, with the outer gap.
 
     Each pair appears in both orders, so both segments carry the finding (and its QC flag).
     """
-    _segment_crossings(con)
+    _segment_crossings(con, ctx)
     cmp = "a.category = b.category AND a.subtype IS NOT DISTINCT FROM b.subtype" if same else "a.category <> b.category"
     return f"""SELECT a._file, a._row, a._layer, a.category AS cat_a, b.category AS cat_b,
                       {_seg_fid('a')} AS fa, {_seg_fid('b')} AS fb, b._row AS row_b,
@@ -609,7 +620,7 @@ def _crossing(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
     return f"""SELECT _file, _row, fa, 'end_id', fb,
                       fa || ' crosses ' || fb || ' (row ' || row_b || ') with an outer gap of ' || round(gap, 3)
                       || ' m and no shared point: missing junction node?', cat_a, _layer
-               FROM ({_crossings_sql(con, True)}) WHERE gap < {tol}"""
+               FROM ({_crossings_sql(con, ctx, True)}) WHERE gap < {tol}"""
 
 
 @rule("clearance")
@@ -626,7 +637,7 @@ def _clearance(con: duckdb.DuckDBPyConnection, ctx: QCContext) -> str:
                       x.fa || ' (' || x.cls_a || ') crosses ' || x.fb || ' (' || x.cls_b || ') with '
                       || round(x.gap, 3) || ' m vertical clearance < ' || v.m
                       || ' m (GB 50289-2016 Table 4.1.14, ' || v.conf || ')', x.cat_a, x._layer
-               FROM ({_crossings_sql(con, False)}) x JOIN _vclear v ON v.a = x.cls_a AND v.b = x.cls_b
+               FROM ({_crossings_sql(con, ctx, False)}) x JOIN _vclear v ON v.a = x.cls_a AND v.b = x.cls_b
                WHERE x.gap < v.m - 1e-9"""
 
 
@@ -649,6 +660,17 @@ def run_qc(
            feature_id VARCHAR, field VARCHAR, value VARCHAR, message VARCHAR, category VARCHAR, layer VARCHAR)"""
     )
     counts: dict[str, int] = {}
+    wanted = {r.id for r in RULES if ctx.source_kind in r.applies_to}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        if wanted & {"crossing_without_junction", "clearance"}:  # geometry work overlaps the SQL rules
+            ctx.pending["crossings"] = pool.submit(crossing_pairs, _crossing_input(con))
+        _run_rules(con, ctx, counts, on_rule)
+    return counts
+
+
+def _run_rules(
+    con: duckdb.DuckDBPyConnection, ctx: QCContext, counts: dict[str, int], on_rule: Callable[[str], None] | None
+) -> None:
     for r in RULES:
         if ctx.source_kind not in r.applies_to:
             continue
@@ -663,7 +685,6 @@ def run_qc(
             f"INSERT INTO qc_result SELECT '{r.id}', '{r.severity.value}', * FROM ({sql})"
         )
         counts[r.id] = con.execute("SELECT count(*) FROM qc_result").fetchone()[0] - before
-    return counts
 
 
 def rules_run(source_kind: str) -> list[str]:

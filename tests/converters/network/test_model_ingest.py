@@ -17,22 +17,34 @@ pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is n
 OFFSET = (500000.0, 4057000.0, 30.0)
 
 
+def _placing_offset(path: Path, scale: float) -> tuple[float, float, float]:
+    """An offset that puts the model's lower-left corner at OFFSET (Jinan), whatever its local origin."""
+    _, raw = read_model(path, crs_in="EPSG:4548", scale=scale)
+    east = [float(v) for v in raw.points.column("y").to_pylist() if v is not None]
+    north = [float(v) for v in raw.points.column("x").to_pylist() if v is not None]
+    return (OFFSET[0] - min(east), OFFSET[1] - min(north), OFFSET[2])
+
+
 @pytest.mark.parametrize(
-    ("name", "fmt", "points", "segments"),
+    ("name", "fmt", "points", "segments", "scale"),
     [
-        ("water_network/Net1.inp", "epanet", 11, 13),
-        ("water_network/Net3.inp", "epanet", 97, 119),
-        ("sewer/swmm_Example1.inp", "swmm", 14, 13),
-        ("sewer/swmm_site_drainage_model.inp", "swmm", 12, 11),
+        ("water_network/Net1.inp", "epanet", 11, 13, 1.0),
+        ("water_network/Net2.inp", "epanet", 36, 40, 1.0),
+        ("water_network/Net3.inp", "epanet", 97, 119, 1.0),
+        ("water_network/ky4.inp", "epanet", 964, 1158, 0.3048),
+        ("water_network/Net6.inp", "epanet", 3356, 3892, 0.3048),
+        ("sewer/swmm_Example1.inp", "swmm", 14, 13, 1.0),
+        ("sewer/swmm_site_drainage_model.inp", "swmm", 12, 11, 0.3048),
     ],
 )
-def test_real_models_round_trip_through_the_store(name: str, fmt: str, points: int, segments: int) -> None:
+def test_real_models_round_trip_through_the_store(name: str, fmt: str, points: int, segments: int, scale: float) -> None:
     path = SHARED / name
     assert detect_model_format(path) == fmt
-    _, tables = read_model(path, crs_in="EPSG:4548", offset=OFFSET)
+    offset = _placing_offset(path, scale)
+    _, tables = read_model(path, crs_in="EPSG:4548", offset=offset, scale=scale)
     store = DuckDBStore(":memory:")
-    version, report = ingest_model(path, store, SurveyOptions(crs_in="EPSG:4548", keep_errors=True), offset=OFFSET,
-                                   settings=Settings())
+    version, report = ingest_model(path, store, SurveyOptions(crs_in="EPSG:4548", keep_errors=True), offset=offset,
+                                   scale=scale, settings=Settings())
     assert version.counts["pipe_points"]["total"] == points
     assert version.counts["pipe_segments"]["total"] == segments
     assert store.get_dataset(path.stem)["kind"] == {"epanet": "water_model", "swmm": "drainage_model"}[fmt]

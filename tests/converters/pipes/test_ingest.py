@@ -263,3 +263,20 @@ def test_a_widened_region_loads_foreign_data_on_purpose(tmp_path: Path) -> None:
     assert not [f for f in checked.report.findings if f.rule_id == "crs_region"]
     narrow = qc_survey([folder], SurveyOptions(crs_in="EPSG:2056"), Settings(store="duckdb:///:memory:"))
     assert len([f for f in narrow.report.findings if f.rule_id == "crs_region"]) == 3
+
+
+def test_centre_lines_follow_the_depth_convention_of_each_pipe_kind(settings: Settings) -> None:
+    store = DuckDBStore(":memory:")
+    ingest_survey([SAMPLE], store, SurveyOptions(), settings)
+    rows = store.read().execute(
+        """SELECT kind, category, start_h, start_z, coalesce(height_mm, diameter_mm) / 1000.0, ST_Z(ST_StartPoint(geom))
+           FROM pipe_segments"""
+    ).fetchall()
+    kinds = {r[0] for r in rows}
+    assert kinds == {"gravity", "pressure", "duct"}
+    for kind, category, recorded, centre, section, z in rows:
+        expected = recorded + section / 2 if kind == "gravity" else recorded - section / 2
+        assert centre == pytest.approx(expected, abs=1e-9), (kind, category)
+        assert z == pytest.approx(centre)
+    assert {r[1] for r in rows if r[0] == "gravity"} == {"PS"}
+    assert {r[1] for r in rows if r[0] == "duct"} >= {"DL", "TX"}

@@ -59,16 +59,7 @@ def main() -> None:
     """Entry point: run the app, turning service errors into one clear line and exit code 2."""
     _load_plugins()
     try:
-        app(standalone_mode=False)
+        app()  # standalone: usage errors print and exit by themselves
     except CIMError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         sys.exit(getattr(exc, "exit_code", 2))
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort | click.exceptions.Exit):
-            sys.exit(getattr(exc, "exit_code", 1))
-        raise

@@ -16,3 +16,9 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c "import cim, converters, duckdb_extension_spatial" 
+
+# Node tooling for the tests (Khronos glTF validator), pinned by package-lock.json; no install scripts run.
+if command -v npm >/dev/null 2>&1; then
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
+    || echo "setup: npm ci failed; the glTF validator tests will be skipped" >&2
+fi

@@ -20,7 +20,6 @@ from cim.store import open_store
 from converters.pipes.ingest import SurveyOptions, find_files, ingest_survey, qc_survey
 
 console = Console(stderr=True)
-SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "jinan_district"
 
 
 @contextmanager
@@ -156,29 +155,3 @@ def register(app: typer.Typer) -> None:
         with _status("generating"):
             summary = generate_district(out, blocks_x=blocks_x, blocks_y=blocks_y, seed=seed, dirty=dirty, layout=layout)
         console.print(f"[green]wrote[/] {out}: {summary}")
-
-    @app.command("demo")
-    def demo_cmd(
-        store: str | None = typer.Option(None, "--store", help="Store URL (default: $CIM_STORE)"),
-        out: Path = typer.Option(Path("out"), "--out", help="Folder for reports"),
-    ) -> None:
-        """The main job on the sample district: ingest it (with QC), report, and show the store."""
-        settings = get_settings()
-        s = open_store(store or settings.store)
-        try:
-            with _status("ingesting sample district", len(find_files([SAMPLE])) + 32) as progress:
-                version, report = ingest_survey([SAMPLE], s, SurveyOptions(), settings, progress)
-            written = write_report(report, out / "qc" / version.dataset_id)
-            _print_summary(report, written)
-            console.print(f"[green]stored[/] {version.dataset_id} version {version.version} in {s.path}: "
-                          + json.dumps(version.counts, ensure_ascii=False))
-            rows = s.read().execute(
-                """SELECT category, count(*), round(sum(length_3d) / 1000, 3) FROM pipe_segments
-                   WHERE dataset_id = ? AND version_to IS NULL GROUP BY 1 ORDER BY 1""", [version.dataset_id]
-            ).fetchall()
-            table = Table("category", "segments", "length km", title="pipe network in the store")
-            for cat, n, km in rows:
-                table.add_row(str(cat), str(n), str(km))
-            Console().print(table)
-        finally:
-            s.close()

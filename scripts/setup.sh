@@ -19,6 +19,8 @@ fi
 
 # Node tooling for the tests (Khronos glTF validator), pinned by package-lock.json; no install scripts run.
 if command -v npm >/dev/null 2>&1; then
-  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
-    || echo "setup: npm ci failed; the glTF validator tests will be skipped" >&2
+  if ! npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null; then
+    echo "setup: npm ci failed; the glTF validator and browser tests cannot run" >&2
+    [ -n "${CI:-}" ] && exit 1
+  fi
 fi

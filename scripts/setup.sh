@@ -10,6 +10,14 @@ if [ ! -f /usr/share/proj/egm96_15.gtx ] && [ -z "${CIM_GEOID_PATH:-}" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq proj-data >/dev/null
 fi
 
+# Debian's Chromium for the viewer's real-browser test (driven by playwright-core; no browser download).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "setup: installing Debian chromium (headless browser for the viewer test)" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

@@ -39,7 +39,7 @@ class TilingOptions:
     leaf_capacity: int = 4000  # features per leaf tile
     max_level: int = 12
     parent_budget: int = 12000  # simplified pipes per inner tile
-    sides: int = 12  # cylinder facets in leaf tiles
+    sides: int = 8  # cylinder facets in leaf tiles
     datasets: list[str] | None = None  # None: every pipe dataset
 
 

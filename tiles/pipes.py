@@ -79,11 +79,14 @@ def _load(store: DuckDBStore, datasets: list[str] | None) -> tuple[dict[str, np.
 
 
 def _text(values: np.ndarray) -> list[str | None]:
-    return [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
+    mask = np.ma.getmaskarray(values)
+    return [None if m or v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            for v, m in zip(np.ma.getdata(values), mask, strict=True)]
 
 
 def _num(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype="f8")
+    """Float64 with NaN for SQL NULL (DuckDB's fetchnumpy gives masked arrays whose hidden data is 0)."""
+    return np.ma.filled(np.ma.asarray(values).astype("f8"), np.nan)
 
 
 def _size_text(shape: str | None, d: float, w: float, h: float) -> str | None:

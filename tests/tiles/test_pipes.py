@@ -145,3 +145,38 @@ def test_a_rebuild_after_one_change_rewrites_only_the_tiles_holding_it(store: Du
     for key in changed.keys_written:
         assert fid in read_property_table(tmp_path / "tiles" / f"{key}.glb")["id"]
     assert set(manifest["tiles"]) == {p.stem for p in (tmp_path / "tiles").glob("*.glb")}
+
+
+def test_solids_have_the_size_of_the_pipes_and_wells_they_draw(tileset: Path, store: DuckDBStore) -> None:
+    from tiles.glb import read_accessor
+
+    sizes = dict(store.read().execute(
+        "SELECT feature_id, coalesce(height_mm, diameter_mm) / 1000.0 FROM pipe_segments WHERE version_to IS NULL"
+    ).fetchall())
+    from cim.pipes.dictionaries import POINT_TYPES
+
+    chambers = [p.name for p in POINT_TYPES.values() if p.is_chamber]
+    depths = dict(store.read().execute(
+        """SELECT feature_id, well_depth FROM pipe_points WHERE version_to IS NULL AND well_depth IS NOT NULL
+           AND list_contains(?, appurtenance)""", [chambers]
+    ).fetchall())
+    seen_pipe = seen_well = 0
+    for path in sorted((tileset / "tiles").glob("*.glb")):
+        gltf, binary = read_glb(path)
+        ids = read_property_table(path)["id"]
+        for prim in gltf["meshes"][0]["primitives"]:
+            pos = read_accessor(gltf, binary, prim["attributes"]["POSITION"])
+            fid = read_accessor(gltf, binary, prim["attributes"]["_FEATURE_ID_0"]).astype(int).reshape(-1)
+            for f in np.unique(fid)[:50]:
+                verts = pos[fid == f]
+                name = ids[f]
+                if name in sizes and sizes[name]:
+                    # vertical (glTF y) extent of a pipe solid is about its section height, never a tall pole
+                    extent = verts[:, 1].max() - verts[:, 1].min()
+                    assert extent < sizes[name] + 3.0, (name, extent)
+                    assert max(np.ptp(verts, axis=0)) >= sizes[name] * 0.9, (name, np.ptp(verts, axis=0))
+                    seen_pipe += 1
+                elif name in depths:
+                    assert np.ptp(verts[:, 1]) == pytest.approx(depths[name], abs=0.05), name
+                    seen_well += 1
+    assert seen_pipe and seen_well

@@ -147,10 +147,11 @@ def stage_points(con: duckdb.DuckDBPyConnection, opts: StageOptions) -> None:
     if same:  # no transformation: the storage coordinates are the source ones
         return
     src = con.execute("SELECT src_x, src_y FROM _pts").fetchnumpy()
-    sx = np.asarray(src["src_x"], dtype="f8")
-    sy = np.asarray(src["src_y"], dtype="f8")
+    sx = np.ma.filled(np.ma.asarray(src["src_x"]).astype("f8"), np.nan)  # SQL NULL -> NaN, not 0
+    sy = np.ma.filled(np.ma.asarray(src["src_y"]).astype("f8"), np.nan)
     x, y = _to_storage(sx, sy, opts)
-    con.register("_xy", rechunk(pa.table({"x": x, "y": y})))
+    xy = pa.table({"x": pa.array(x, from_pandas=True), "y": pa.array(y, from_pandas=True)})  # NaN -> NULL
+    con.register("_xy", rechunk(xy))
     con.execute(
         """CREATE OR REPLACE TEMP TABLE stg_points AS
            SELECT p._file, p._layer, p._row, p.point_id, p.map_no, p.category, p.subtype,

@@ -280,3 +280,12 @@ def test_centre_lines_follow_the_depth_convention_of_each_pipe_kind(settings: Se
         assert z == pytest.approx(centre)
     assert {r[1] for r in rows if r[0] == "gravity"} == {"PS"}
     assert {r[1] for r in rows if r[0] == "duct"} >= {"DL", "TX"}
+
+
+def test_a_point_without_coordinates_is_not_placed_at_the_origin_when_transforming(tmp_path: Path, settings: Settings) -> None:
+    prefixed = [p.replace(",502", ",39502") for p in POINTS]
+    prefixed[1] = "JS2,JS2,直线点,,51042101,,,60.200,经十路"  # X and Y left empty
+    checked = qc_survey([write_delivery(tmp_path / "p", points=prefixed)], SurveyOptions(crs_in="EPSG:4527"), settings)
+    x, y = checked.con.execute("SELECT x, y FROM stg_points WHERE point_id = 'JS2'").fetchone()
+    assert (x, y) == (None, None)  # NULL, never a transformed (0, 0)
+    assert any(f.rule_id == "not_null" and f.field in ("x", "y") for f in checked.report.findings)

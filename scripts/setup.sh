@@ -10,12 +10,13 @@ if [ ! -f /usr/share/proj/egm96_15.gtx ] && [ -z "${CIM_GEOID_PATH:-}" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq proj-data >/dev/null
 fi
 
-# Debian's Chromium for the viewer's real-browser test (driven by playwright-core; no browser download).
+# Debian's Chromium for the viewer's real-browser test (driven by playwright-core; no browser download),
+# with a small CJK font so the viewer's Chinese labels render in its screenshots.
 if [ ! -x /usr/bin/chromium ]; then
   echo "setup: installing Debian chromium (headless browser for the viewer test)" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -275,7 +275,8 @@ def build_pipe_tileset(
         "asset": {"version": "1.1", "generator": "cim-service", "extras": {
             "gltfExtensionsUsed": ["EXT_mesh_features", "EXT_structural_metadata"],
             "heights": "ellipsoidal, from 1985 normal heights + geoid " + geoid.name}},
-        "geometricError": root_json["geometricError"] * 2 if root.children else 1.0,
+        # the error of not drawing the root at all: never tiny, or clients skip a one-tile tileset from afar
+        "geometricError": max(root.size / 8.0, root_json["geometricError"] * 2, 16.0),
         "root": root_json,
     }
     (out_dir / "tileset.json").write_text(json.dumps(tileset, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -110,7 +110,7 @@ def test_a_missing_crs_gives_one_clear_line_and_exit_code_two(tmp_path: Path, ca
 
 def test_demo_ingests_the_sample_district_and_reports(tmp_path: Path) -> None:
     store = f"duckdb:///{tmp_path}/cim.duckdb"
-    result = invoke("demo", "--store", store, "--out", str(tmp_path / "out"))
+    result = invoke("demo", "--store", store, "--out", str(tmp_path / "out"), "--no-serve")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "qc" / "jinan_district" / "qc-report.json").is_file()
     s = DuckDBStore(tmp_path / "cim.duckdb")
@@ -121,7 +121,7 @@ def test_demo_ingests_the_sample_district_and_reports(tmp_path: Path) -> None:
 
 def test_datasets_and_info_show_the_catalogue(tmp_path: Path) -> None:
     store = f"duckdb:///{tmp_path}/cim.duckdb"
-    invoke("demo", "--store", store, "--out", str(tmp_path / "out"))
+    invoke("demo", "--store", store, "--out", str(tmp_path / "out"), "--no-serve")
     listed = json.loads(invoke("datasets", "--json", "--store", store).output)
     assert [d["id"] for d in listed] == ["jinan_district"]
     info = json.loads(invoke("info", "jinan_district", "--store", store).output)

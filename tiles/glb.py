@@ -20,6 +20,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from cim.errors import UnsupportedError
+
 EXT_MESH_FEATURES = "EXT_mesh_features"
 EXT_STRUCTURAL_METADATA = "EXT_structural_metadata"
 FEATURE_ID_ATTRIBUTE = "_FEATURE_ID_0"
@@ -498,7 +500,7 @@ def _decode_property(
     prop: dict[str, Any], table_prop: dict[str, Any], count: int, gltf: dict, binary: bytes
 ) -> list:
     if prop.get("array"):
-        raise NotImplementedError("array properties are not supported")
+        raise UnsupportedError("array properties are not supported")
     values = _view_bytes(gltf, binary, table_prop["values"])
     kind = prop["type"]
     if kind == "BOOLEAN":
@@ -515,7 +517,7 @@ def _decode_property(
         data = np.frombuffer(values, dtype=dtype, count=count)
         missing = data == dtype.type(no_data) if no_data is not None else np.zeros(count, dtype=bool)
         return [None if m else v for v, m in zip(data.tolist(), missing.tolist(), strict=True)]
-    raise NotImplementedError(f"property type {kind!r} is not supported")
+    raise UnsupportedError(f"property type {kind!r} is not supported")
 
 
 def read_property_table(path: str | Path, index: int = 0) -> dict[str, list]:

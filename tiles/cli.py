@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("out/tiles/pipes"), "--out", help="Folder for tileset.json and tiles/"),
         dataset: list[str] = typer.Option(None, "--dataset", help="Only these datasets (repeat); default all"),
         leaf_capacity: int = typer.Option(4000, "--leaf-capacity", help="Features per leaf tile"),
+        compress: bool = typer.Option(False, "--compress", help="EXT_meshopt_compression on vertex and index data"),
         store: str | None = typer.Option(None, "--store", help="Store URL (default: $CIM_STORE)"),
     ) -> None:
         """Build the pipe network tileset (3D Tiles 1.1, glTF + EXT_mesh_features/EXT_structural_metadata)."""
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
             with console.status("tiling the pipe network"):
                 result = build_pipe_tileset(
                     s, out, storage_crs=settings.storage_crs, geoid=get_geoid(settings.geoid, settings.geoid_path),
-                    options=TilingOptions(leaf_capacity=leaf_capacity, datasets=dataset or None),
+                    options=TilingOptions(leaf_capacity=leaf_capacity, datasets=dataset or None, compress=compress),
                 )
         finally:
             s.close()

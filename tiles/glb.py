@@ -24,6 +24,7 @@ from cim.errors import UnsupportedError
 
 EXT_MESH_FEATURES = "EXT_mesh_features"
 EXT_STRUCTURAL_METADATA = "EXT_structural_metadata"
+EXT_MESHOPT = "EXT_meshopt_compression"
 FEATURE_ID_ATTRIBUTE = "_FEATURE_ID_0"
 GENERATOR = "cim-service"
 
@@ -124,6 +125,7 @@ class _BinaryBuffer:
         self.parts: list[bytes] = []
         self.length = 0
         self.views: list[dict[str, Any]] = []
+        self.fallback_length = 0  # EXT_meshopt_compression: size of the data-less fallback buffer
 
     def add(self, data: bytes, target: int | None = None) -> int:
         """Append ``data`` as a new buffer view and return its index."""
@@ -138,6 +140,35 @@ class _BinaryBuffer:
             view["target"] = target
         self.parts.append(data)
         self.length += len(data)
+        self.views.append(view)
+        return len(self.views) - 1
+
+    def add_compressed(self, rows: np.ndarray, mode: str, target: int) -> int:
+        """Append ``rows`` (count × stride bytes) EXT_meshopt_compression-encoded; return the view index.
+
+        The view itself points into the fallback buffer (1), which has no data: clients must decode.
+        """
+        import meshopt
+
+        rows = np.ascontiguousarray(rows)
+        count = len(rows)
+        stride = rows.itemsize * (rows.shape[1] if rows.ndim == 2 else 1)
+        encoded = meshopt.encode_gltf_buffer(rows, mode)
+        pad = -self.length % _ALIGN
+        if pad:
+            self.parts.append(bytes(pad))
+            self.length += pad
+        offset = self.length
+        self.parts.append(encoded)
+        self.length += len(encoded)
+        fallback_offset = self.fallback_length + (-self.fallback_length % 4)
+        self.fallback_length = fallback_offset + count * stride
+        ext = {"buffer": 0, "byteOffset": offset, "byteLength": len(encoded), "byteStride": stride,
+               "count": count, "mode": mode}
+        view: dict[str, Any] = {"buffer": 1, "byteOffset": fallback_offset, "byteLength": count * stride,
+                                "target": target, "extensions": {EXT_MESHOPT: ext}}
+        if mode == "ATTRIBUTES":
+            view["byteStride"] = stride
         self.views.append(view)
         return len(self.views) - 1
 
@@ -212,6 +243,7 @@ def _primitive(
     table: PropertyTable,
     buf: _BinaryBuffer,
     accessors: list[dict[str, Any]],
+    compress: bool = False,
 ) -> dict[str, Any] | None:
     """Merge the meshes of one colour into one primitive; ``None`` when they hold no triangles."""
     pos_parts, nor_parts, idx_parts, id_parts = [], [], [], []
@@ -232,30 +264,34 @@ def _primitive(
     indices = np.concatenate(idx_parts)
     ids = np.concatenate(id_parts)
 
+    def vertex_view(rows: np.ndarray) -> int:
+        return buf.add_compressed(rows, "ATTRIBUTES", _ARRAY_BUFFER) if compress else buf.add(
+            rows.tobytes(), _ARRAY_BUFFER)
+
     position = _accessor(
         accessors,
-        buf.add(positions.tobytes(), _ARRAY_BUFFER),
+        vertex_view(positions),
         _GL_FLOAT,
         len(positions),
         "VEC3",
         min=[float(v) for v in positions.min(axis=0)],
         max=[float(v) for v in positions.max(axis=0)],
     )
-    normal = _accessor(accessors, buf.add(normals.tobytes(), _ARRAY_BUFFER), _GL_FLOAT, len(normals), "VEC3")
+    normal = _accessor(accessors, vertex_view(normals), _GL_FLOAT, len(normals), "VEC3")
     # 4-byte components keep the tightly packed attribute aligned; float32 is exact below 2**24
     if table.count <= _MAX_FLOAT_FEATURE_ID:
         id_data, id_type = ids.astype("<f4"), _GL_FLOAT
     else:
         id_data, id_type = ids.astype("<u4"), _GL_UNSIGNED_INT
-    feature = _accessor(accessors, buf.add(id_data.tobytes(), _ARRAY_BUFFER), id_type, len(ids), "SCALAR")
+    feature = _accessor(accessors, vertex_view(id_data), id_type, len(ids), "SCALAR")
     # the maximum value of an index type is reserved (primitive restart)
     if len(positions) < 0xFFFF:
         idx_data, idx_type = indices.astype("<u2"), _GL_UNSIGNED_SHORT
     else:
         idx_data, idx_type = indices.astype("<u4"), _GL_UNSIGNED_INT
-    index = _accessor(
-        accessors, buf.add(idx_data.tobytes(), _ELEMENT_ARRAY_BUFFER), idx_type, len(indices), "SCALAR"
-    )
+    index_view = (buf.add_compressed(idx_data, "TRIANGLES", _ELEMENT_ARRAY_BUFFER) if compress
+                  else buf.add(idx_data.tobytes(), _ELEMENT_ARRAY_BUFFER))
+    index = _accessor(accessors, index_view, idx_type, len(indices), "SCALAR")
     return {
         "attributes": {"POSITION": position, "NORMAL": normal, FEATURE_ID_ATTRIBUTE: feature},
         "indices": index,
@@ -397,8 +433,11 @@ def write_glb(
     class_id: str = "pipe_feature",
     schema_id: str = "cim",
     extras: dict | None = None,
+    compress: bool = False,
 ) -> int:
     """Write coloured ENU meshes and their feature metadata as a .glb; return the bytes written.
+
+    ``compress`` stores vertex and index data with EXT_meshopt_compression (a required extension then).
 
     Parts sharing a colour become one primitive with one material. Normals are renormalised
     (zero-length ones point up). ``extras`` is stored as the glTF root ``extras``.
@@ -413,7 +452,7 @@ def write_glb(
     materials: list[dict[str, Any]] = []
     primitives: list[dict[str, Any]] = []
     for colour, meshes in by_colour.items():
-        primitive = _primitive(meshes, len(materials), table, buf, accessors)
+        primitive = _primitive(meshes, len(materials), table, buf, accessors, compress)
         if primitive is None:
             continue
         primitives.append(primitive)
@@ -444,6 +483,10 @@ def write_glb(
         "bufferViews": buf.views,
         "buffers": [{"byteLength": len(binary)}],
     }
+    if compress:
+        gltf["extensionsUsed"].append(EXT_MESHOPT)
+        gltf["extensionsRequired"] = [EXT_MESHOPT]
+        gltf["buffers"].append({"byteLength": max(buf.fallback_length, 4), "extensions": {EXT_MESHOPT: {"fallback": True}}})
     if extras:
         gltf["extras"] = extras
     data = _glb_bytes(gltf, binary)
@@ -478,6 +521,14 @@ def read_glb(path: str | Path) -> tuple[dict[str, Any], bytes]:
 
 def _view_bytes(gltf: dict[str, Any], binary: bytes, index: int) -> bytes:
     view = gltf["bufferViews"][index]
+    ext = view.get("extensions", {}).get(EXT_MESHOPT)
+    if ext is not None:  # decode EXT_meshopt_compression data from the GLB buffer
+        import meshopt
+
+        start = ext.get("byteOffset", 0)
+        encoded = binary[start : start + ext["byteLength"]]
+        rows = meshopt.decode_gltf_buffer(encoded, ext["count"], ext["byteStride"], ext["mode"], ext.get("filter"))
+        return np.ascontiguousarray(rows).tobytes()
     start = view.get("byteOffset", 0)
     return binary[start : start + view["byteLength"]]
 
@@ -489,9 +540,12 @@ def read_accessor(gltf: dict[str, Any], binary: bytes, index: int) -> np.ndarray
     width = _TYPE_COMPONENTS[accessor["type"]]
     view = gltf["bufferViews"][accessor["bufferView"]]
     stride = view.get("byteStride", dtype.itemsize * width)
-    start = view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+    if EXT_MESHOPT in view.get("extensions", {}):  # compressed: decode the whole view first
+        data, start = _view_bytes(gltf, binary, accessor["bufferView"]), accessor.get("byteOffset", 0)
+    else:
+        data, start = binary, view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
     values = np.ndarray(
-        (accessor["count"], width), dtype=dtype, buffer=binary, offset=start, strides=(stride, dtype.itemsize)
+        (accessor["count"], width), dtype=dtype, buffer=data, offset=start, strides=(stride, dtype.itemsize)
     ).copy()
     return values[:, 0] if accessor["type"] == "SCALAR" else values
 

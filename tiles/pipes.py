@@ -28,7 +28,7 @@ from tiles.glb import Column, PropertyTable, write_glb
 from tiles.quadtree import Cell, root_cell, split
 from tiles.solids import Mesh, pipe_boxes, pipe_cylinders, simplified_segments, symbols, vertical_cylinders
 
-BUILD_VERSION = "1"  # bump when geometry or metadata layout changes: forces a full rebuild
+BUILD_VERSION = "2"  # bump when geometry or metadata layout changes: forces a full rebuild
 MIN_RADIUS_M = 0.05
 
 
@@ -40,6 +40,7 @@ class TilingOptions:
     max_level: int = 12
     parent_budget: int = 12000  # simplified pipes per inner tile
     sides: int = 8  # cylinder facets in leaf tiles
+    compress: bool = False  # EXT_meshopt_compression on vertex and index data
     datasets: list[str] | None = None  # None: every pipe dataset
 
 
@@ -105,6 +106,7 @@ class _Network:
 
     def __init__(self, seg: dict[str, np.ndarray], pts: dict[str, np.ndarray]) -> None:
         self.seg, self.pts = seg, pts
+        self.compress = False
         self.ns, self.np = len(seg["feature_id"]), len(pts["feature_id"])
         d, w, h = _num(seg["diameter_mm"]), _num(seg["width_mm"]), _num(seg["height_mm"])
         self.seg_size_m = np.where(np.isfinite(h), h, np.where(np.isfinite(d), d, 200.0)) / 1000.0
@@ -125,7 +127,7 @@ class _Network:
 
 
 def _digest(net: _Network, segs: np.ndarray, pts: np.ndarray, kind: str) -> str:
-    h = hashlib.sha1(f"{BUILD_VERSION}|{kind}".encode())
+    h = hashlib.sha1(f"{BUILD_VERSION}|{kind}|{net.compress}".encode())
     for i in segs:
         h.update(f"{net.seg['feature_id'][i]}\x1f{net.seg['row_hash'][i]}\x1e".encode())
     for i in pts:
@@ -262,6 +264,7 @@ def build_pipe_tileset(
     (out_dir / "tiles").mkdir(parents=True, exist_ok=True)
     seg, pts = _load(store, opts.datasets)
     net = _Network(seg, pts)
+    net.compress = opts.compress
     ix, iy = net.item_xy()
     root = split(root_cell(ix, iy), ix, iy, capacity=opts.leaf_capacity, max_level=opts.max_level)
     manifest_path = out_dir / "manifest.json"
@@ -323,7 +326,7 @@ def _tile_json(
             result.skipped += 1
         else:
             parts = _meshes(net, frame, segs, pts, simplified=not leaf, sides=opts.sides)
-            write_glb(path, parts, _table(net, segs, pts))
+            write_glb(path, parts, _table(net, segs, pts), compress=opts.compress)
             result.written += 1
             result.keys_written.append(cell.key)
         tile["content"] = {"uri": f"tiles/{cell.key}.glb"}

@@ -72,12 +72,13 @@ def store() -> Iterator[DuckDBStore]:
     s.close()
 
 
-@pytest.fixture(scope="module")
-def tiles(store: DuckDBStore, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "meshopt"])
+def tiles(store: DuckDBStore, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """The tileset, plain and with EXT_meshopt_compression: CesiumJS must load and pick both."""
     out = tmp_path_factory.mktemp("viewer") / "tiles"
     # small leaves: the browser has to refine a tree of tiles, as with a real city
     build_pipe_tileset(store, out, storage_crs=STORAGE, geoid=get_geoid("egm96"),
-                       options=TilingOptions(leaf_capacity=300))
+                       options=TilingOptions(leaf_capacity=300, compress=request.param))
     return out
 
 

@@ -180,3 +180,25 @@ def test_solids_have_the_size_of_the_pipes_and_wells_they_draw(tileset: Path, st
                     assert np.ptp(verts[:, 1]) == pytest.approx(depths[name], abs=0.05), name
                     seen_well += 1
     assert seen_pipe and seen_well
+
+
+def test_meshopt_compression_is_lossless_smaller_and_clean_for_the_validator(
+    store: DuckDBStore, geoid, tmp_path: Path
+) -> None:
+    for name, compress in (("plain", False), ("packed", True)):
+        build_pipe_tileset(store, tmp_path / name, storage_crs=STORAGE, geoid=geoid,
+                           options=TilingOptions(leaf_capacity=300, compress=compress))
+    plain = {p.name: p for p in (tmp_path / "plain" / "tiles").glob("*.glb")}
+    packed = sorted((tmp_path / "packed" / "tiles").glob("*.glb"))
+    assert packed and {p.name for p in packed} <= set(plain)
+    assert sum(p.stat().st_size for p in packed) < 0.8 * sum(plain[p.name].stat().st_size for p in packed)
+    for path in packed:
+        gltf, _ = read_glb(path)
+        assert gltf["extensionsRequired"] == ["EXT_meshopt_compression"]
+        assert validators.validate_gltf_extensions(gltf) == []
+        a, b = feature_positions(plain[path.name]), feature_positions(path)
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+        assert read_property_table(path) == read_property_table(plain[path.name])
+    if validators.gltf_validator_available():
+        for path, report in validators.gltf_validate(packed).items():
+            assert report["numErrors"] == 0, (path, report["messages"][:5])

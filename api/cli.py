@@ -13,7 +13,8 @@ from cim.heights import get_geoid
 from cim.qc.report import write_report
 from cim.settings import Settings, get_settings
 from cim.store import open_store
-from converters.pipes.ingest import SurveyOptions, find_files, ingest_survey
+from converters.pipes.cli import ingest_steps, print_qc_summary, progress_bar
+from converters.pipes.ingest import SurveyOptions, ingest_survey
 from tiles.pipes import build_pipe_tileset
 
 console = Console(stderr=True)
@@ -53,15 +54,13 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8000, "--port", help="Port of the viewer on 127.0.0.1"),
     ) -> None:
         """Ingest the sample district (with QC), report, build its 3D Tiles, then serve the viewer."""
-        from converters.pipes.cli import _print_summary, _status
-
         settings = get_settings()
         s = open_store(store or settings.store)
         try:
-            with _status("ingesting sample district", len(find_files([SAMPLE])) + 32) as progress:
+            with progress_bar("ingesting sample district", ingest_steps([SAMPLE])) as progress:
                 version, report = ingest_survey([SAMPLE], s, SurveyOptions(), settings, progress)
             written = write_report(report, out / "qc" / version.dataset_id)
-            _print_summary(report, written)
+            print_qc_summary(report, written)
             console.print(f"[green]stored[/] {version.dataset_id} version {version.version} in {s.path}: "
                           + json.dumps(version.counts, ensure_ascii=False))
             rows = s.read().execute(

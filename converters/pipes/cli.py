@@ -23,7 +23,7 @@ console = Console(stderr=True)
 
 
 @contextmanager
-def _status(what: str, steps: int = 40) -> Iterator:
+def progress_bar(what: str, steps: int = 40) -> Iterator:
     """A rich progress bar advanced by each pipeline message (files read, normalising, each QC rule, writing)."""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
@@ -42,7 +42,7 @@ def _options(crs: str | None, vertical: str, axis_order: str, encoding: str | No
                          dataset_id=dataset, title=title, grade=grade, keep_errors=keep_errors)
 
 
-def _print_summary(report: QCReport, paths: dict[str, Path] | None) -> None:
+def print_qc_summary(report: QCReport, paths: dict[str, Path] | None) -> None:
     table = Table("rule", "title", "errors", "warnings", "infos", title="QC findings by rule")
     for rule_id, counts in report.counts_by_rule().items():
         if sum(counts.values()):
@@ -56,6 +56,11 @@ def _print_summary(report: QCReport, paths: dict[str, Path] | None) -> None:
     console.print(f"QC: [bold]{s['errors']}[/] errors, {s['warnings']} warnings, {s['infos']} infos")
     if paths:
         console.print("reports: " + ", ".join(str(p) for p in paths.values()))
+
+
+def ingest_steps(paths: list[Path]) -> int:
+    """Progress steps of an ingest: one per file, normalising, the QC rules, network and write."""
+    return 34 if len(paths) == 1 and paths[0].suffix.lower() == ".inp" else len(find_files(paths)) + 32
 
 
 def _parse_offset(text: str) -> tuple[float, float, float]:
@@ -93,8 +98,7 @@ def register(app: typer.Typer) -> None:
         s = open_store(store or settings.store)
         opts = _options(crs, vertical, axis_order, encoding, mapping, dataset, title, grade, keep_errors)
         try:
-            steps = 34 if paths[0].suffix.lower() == ".inp" else len(find_files(paths)) + 32
-            with _status("ingesting", steps) as progress:
+            with progress_bar("ingesting", ingest_steps(paths)) as progress:
                 if len(paths) == 1 and paths[0].suffix.lower() == ".inp":
                     from converters.network.ingest import ingest_model
 
@@ -113,7 +117,7 @@ def register(app: typer.Typer) -> None:
         finally:
             s.close()
         paths_out = write_report(report, report_dir / version.dataset_id)
-        _print_summary(report, paths_out)
+        print_qc_summary(report, paths_out)
         console.print(f"[green]stored[/] {version.dataset_id} version {version.version}: "
                       + json.dumps(version.counts, ensure_ascii=False))
 
@@ -129,11 +133,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check a pipe survey against the CJJ 61 QC catalogue; exit 1 when it has errors."""
         opts = _options(crs, vertical, axis_order, encoding, mapping, None, None, "重要", False)
-        with _status("checking", len(find_files(paths)) + 30) as progress:
+        with progress_bar("checking", len(find_files(paths)) + 30) as progress:
             checked = qc_survey(paths, opts, get_settings(), progress)
         checked.con.close()
         written = write_report(checked.report, out)
-        _print_summary(checked.report, written)
+        print_qc_summary(checked.report, written)
         if checked.report.summary()["errors"]:
             sys.exit(1)
 
@@ -152,6 +156,6 @@ def register(app: typer.Typer) -> None:
 
         if segments:
             blocks_x, blocks_y = blocks_for_segments(segments)
-        with _status("generating"):
+        with progress_bar("generating"):
             summary = generate_district(out, blocks_x=blocks_x, blocks_y=blocks_y, seed=seed, dirty=dirty, layout=layout)
         console.print(f"[green]wrote[/] {out}: {summary}")

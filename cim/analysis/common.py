@@ -131,12 +131,17 @@ def _parse(geometry: dict[str, Any] | str | BaseGeometry, field_name: str) -> Ba
         raise InvalidInputError(f"{field_name} is not a GeoJSON geometry or WKT: {exc}", field=field_name) from None
 
 
+#: Dataset kinds that hold a pipe network.
+PIPE_KINDS = ("pipe_survey", "water_model", "drainage_model")
+
+
 def pipe_datasets(store: DuckDBStore) -> list[str]:
-    """Ids of datasets holding current pipe segments."""
+    """Ids of the datasets holding a pipe network (from the catalogue: no scan of the feature tables)."""
     cur = store.read()
     try:
         return [r[0] for r in cur.execute(
-            "SELECT DISTINCT dataset_id FROM pipe_segments WHERE version_to IS NULL ORDER BY 1").fetchall()]
+            f"SELECT id FROM datasets WHERE kind IN ({', '.join('?' * len(PIPE_KINDS))}) ORDER BY id",
+            list(PIPE_KINDS)).fetchall()]
     finally:
         cur.close()
 

@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from cim.bim.schema import BIM_DDL, BIM_INDEXES
 from cim.errors import InvalidInputError, NotFoundError, StoreError
 from cim.store import schema
 from cim.store.spatial import connect
@@ -87,9 +88,9 @@ class DuckDBStore:
     # -- plumbing -------------------------------------------------------------------------------
     def _init_schema(self) -> None:
         with self.transaction() as con:
-            for ddl in schema.DDL:
+            for ddl in (*schema.DDL, *BIM_DDL):
                 con.execute(ddl)
-            for ddl in schema.INDEXES:
+            for ddl in (*schema.INDEXES, *BIM_INDEXES):
                 con.execute(ddl)
             con.execute(
                 "INSERT OR REPLACE INTO schema_info VALUES ('schema_version', ?)", [schema.SCHEMA_VERSION]

@@ -197,7 +197,8 @@ def feature_collection(items: Iterable[Located], frame: Frame, **members: Any) -
 
 
 def clean(value: Any) -> Any:
-    """``value`` made JSON-safe: NaN/inf → None, numpy scalars → Python, tuples → lists, floats rounded to mm."""
+    """``value`` made JSON-safe: NaN/inf → None, numpy scalars → Python, tuples → lists; floats keep 9 decimals
+    (float noise gone; degrees keep sub-millimetre precision, so lon/lat may pass through here)."""
     if isinstance(value, dict):
         return {str(k): clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
@@ -205,5 +206,5 @@ def clean(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):
-        return round(value, 3) if math.isfinite(value) else None
+        return round(value, 9) if math.isfinite(value) else None
     return value

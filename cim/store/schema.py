@@ -104,6 +104,15 @@ DDL: tuple[str, ...] = (
         edge INTEGER NOT NULL, feature_id VARCHAR, category VARCHAR,
         from_node INTEGER, to_node INTEGER, component INTEGER
     )""",
+    """CREATE TABLE IF NOT EXISTS pipe_valves (
+        dataset_id VARCHAR NOT NULL,
+        valve_id VARCHAR NOT NULL,
+        feature_id VARCHAR NOT NULL,    -- the segment (link) the valve sits on
+        point_id VARCHAR NOT NULL,      -- the segment end (node) it shuts off
+        operable BOOLEAN NOT NULL DEFAULT TRUE,
+        source VARCHAR,                 -- csv file, wntr valve layer, ...
+        created_at TIMESTAMP NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS qc_findings (
         dataset_id VARCHAR NOT NULL, version INTEGER NOT NULL,
         rule_id VARCHAR NOT NULL, severity VARCHAR NOT NULL,

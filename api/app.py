@@ -6,7 +6,8 @@ Example::
     # uvicorn.run(app, host="127.0.0.1", port=8000); open http://127.0.0.1:8000/viewer
 
 Routes: ``/viewer`` (+ ``/viewer/static/``), ``/cesium/`` (CesiumJS from ``node_modules``),
-``/tiles/pipes/{path}``, ``/api/pipes/search``, ``/api/pipes/ground``, ``/api/qc/findings``, ``/api/health``.
+``/tiles/pipes/{path}``, ``/api/pipes/search``, ``/api/pipes/ground``, ``/api/qc/findings``, ``/api/health``,
+and the pipe analyses under ``/api/analysis/`` (:mod:`api.analysis`).
 Positions leave the service as CGCS2000 lon/lat with ellipsoidal heights (1985 height + geoid), as the tiles.
 """
 
@@ -26,7 +27,10 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 import cim
+from api.analysis import analysis_router
 from api.errors import AssetsMissingError, add_exception_handlers
+from cim.analysis.common import Frame
+from cim.analysis.contacts import OwnerContact, load_contacts
 from cim.errors import InvalidInputError, NotFoundError
 from cim.heights import GeoidModel, get_geoid
 from cim.pipes.queries import ground_grid, qc_findings_geojson, search_features
@@ -62,6 +66,17 @@ class Services:
     def geoid(self) -> GeoidModel:
         """The configured geoid model (loaded once)."""
         return get_geoid(self.settings.geoid, self.settings.geoid_path)
+
+    @cached_property
+    def frame(self) -> Frame:
+        """Storage CRS, geoid and region: the frame analyses read inputs in and write results out."""
+        return Frame.from_settings(self.settings, self.geoid)
+
+    @cached_property
+    def contacts(self) -> dict[str, OwnerContact] | None:
+        """Owner contacts from ``settings.owner_contacts_file`` (None when not configured)."""
+        path = self.settings.owner_contacts_file
+        return load_contacts(path) if path else None
 
     def close(self) -> None:
         """Close a store this object opened (never one it was given)."""
@@ -108,7 +123,8 @@ def tiles_router(tiles_dir: Path, prefix: str = "/tiles/pipes") -> APIRouter:
     """Static 3D Tiles from ``tiles_dir``: JSON and GLB media types, strong ETags, 304 on ``If-None-Match``."""
     router = APIRouter(tags=["tiles"])
 
-    @router.api_route(prefix + "/{path:path}", methods=["GET", "HEAD"], operation_id="getTilesetFile")
+    @router.head(prefix + "/{path:path}", operation_id="headTilesetFile")
+    @router.get(prefix + "/{path:path}", operation_id="getTilesetFile")
     def tileset_file(path: str, request: Request) -> Response:
         if not tiles_dir.is_dir():
             raise AssetsMissingError(f"the tileset folder {tiles_dir} does not exist: run `cim demo` or `cim tiles`")
@@ -189,5 +205,6 @@ def create_app(settings: Settings | None = None, *, store: DuckDBStore | None = 
     app.include_router(viewer_router())
     app.include_router(tiles_router(Path(tiles_dir or DEFAULT_TILES)))
     app.include_router(data_router())
+    app.include_router(analysis_router())
     _mount_static(app, VIEWER_DIR, Path(cesium_dir or CESIUM_DIR))
     return app

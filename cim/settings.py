@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     local_crs_file: Path | None = Field(
         None, description="TOML file of city-independent systems (4/7-parameter transforms); kept out of git"
     )
+    owner_contacts_file: Path | None = Field(
+        None, description="CSV of pipe owners' contacts (权属单位, 联系部门, 联系电话, 邮箱) for analysis reports"
+    )
+    files_dir: Path | None = Field(
+        None, description="Content-addressed store of submitted files (default: <store file>.files next to the store)"
+    )
     max_upload_bytes: int = Field(2 * 1024**3, description="Largest source file accepted")
     staging_memory: str = Field("2GB", description="DuckDB memory limit of an ingest's staging database (spills beyond)")
 

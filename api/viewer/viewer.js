@@ -178,6 +178,7 @@
     state.highlight = result && result.source === 'tiles' ? result.id : null;
     applyStyle();
     show(result);
+    if (window.cimViewer.onPick) window.cimViewer.onPick(result);
     return result;
   }
 
@@ -323,7 +324,7 @@
 
   window.cimViewer = {
     viewer, tileset: null, stats, qc, setCategory, search, goUnderground, overview, whenTilesLoaded, groundAt, districtSphere,
-    pick: pickAt, ready: null,
+    pick: pickAt, ready: null, status, onPick: null,
   };
   window.cimPick = pickAt;
   window.cimViewer.ready = init().catch((e) => { status(`加载失败 failed: ${e.message}`, true); throw e; });

@@ -208,6 +208,30 @@ def test_the_under_ground_view_puts_the_camera_below_the_surveyed_ground(run: di
 
 
 def test_screenshots_are_kept_as_artifacts(run: dict[str, Any]) -> None:
-    for name in ("viewer.png", "viewer-overview.png", "viewer-underground.png"):
+    for name in ("viewer.png", "viewer-overview.png", "viewer-underground.png", "viewer-analysis.png"):
         data = (ARTIFACTS / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, name
+
+
+def test_burst_isolation_in_the_viewer_draws_what_the_api_answers(run: dict[str, Any], server: str) -> None:
+    from urllib.parse import urlencode
+    from urllib.request import urlopen
+
+    iso = run["analyses"]["isolation"]
+    query = urlencode({"segment": run["target"]["id"]})
+    with urlopen(f"{server}/api/analysis/isolation?{query}", timeout=30) as r:
+        api = json.loads(r.read())
+    assert iso["valves"] == [v["valve_id"] for v in api["valves"]] and iso["valves"]
+    assert iso["roles"]["failed"] == 1 and iso["roles"]["valve"] == len(iso["valves"])
+    assert iso["drawn"] == iso["features"] == iso["entities"]
+    assert iso["download"] == "isolation.geojson"
+    second = run["analyses"]["second"]  # the first valve fails to close: the next ring of valves
+    assert second is not None and iso["valves"][0] not in second["valves"]
+    assert second["roles"].get("valve_failed") == 1
+
+
+def test_excavation_and_cross_section_in_the_viewer(run: dict[str, Any]) -> None:
+    pit, section = run["analyses"]["excavation"], run["analyses"]["section"]
+    assert run["target"]["id"] in pit["hits"]  # a 3 m pit over a water main at ~2 m cover hits it
+    assert pit["roles"]["excavation"] == 1 and pit["drawn"] >= 2
+    assert section["roles"] and section["chartShown"] is True

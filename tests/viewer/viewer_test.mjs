@@ -99,6 +99,41 @@ try {
   }, opt.id);
   lap('searched');
 
+  // Analyses from the panel's code path: burst isolation of the picked pipe (and again with its first valve
+  // failing to close), a 3 m pit around it and a cross-section through it; results drawn and downloadable.
+  const analyses = await page.evaluate(async ({ id, lon, lat }) => {
+    const v = window.cimViewer;
+    const brief = (r) => ({ features: r.features, drawn: r.drawn, roles: r.roles, summary: r.summary, result: r.result,
+      download: document.getElementById('download').download, entities: v.analysisLayer.entities.values.length });
+    v.selectTool('isolation');
+    const iso = brief(await v.analyse('isolation', { id }));
+    iso.valves = (iso.result.valves || []).map((x) => x.valve_id);
+    let second = null;
+    if (iso.valves.length) {
+      second = brief(await v.analyse('isolation', { id, failed: [iso.valves[0]] }));
+      second.valves = (second.result.valves || []).filter((x) => x.state !== 'failed').map((x) => x.valve_id);
+    }
+    const d = 0.00012; // about 11 m by 13 m around the pipe's midpoint
+    const pit = brief(await v.analyse('excavation', { polygon: [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d]], depth: 3 }));
+    pit.hits = (pit.result.hits || []).map((x) => x.feature_id);
+    v.selectTool('section');
+    const section = brief(await v.analyse('section', { line: [[lon - 0.0003, lat - 0.0002], [lon + 0.0003, lat + 0.0002]] }));
+    const chart = document.getElementById('chart');
+    section.chartShown = !chart.hidden && chart.complete && chart.naturalWidth > 0;
+    for (const r of [iso, second, pit, section]) if (r) delete r.result;
+    return { isolation: iso, second, excavation: pit, section };
+  }, { id: opt.id, lon: target.lon, lat: target.lat });
+  lap('analyses');
+  await page.evaluate(async ({ lon, lat, height }) => {
+    const v = window.cimViewer;
+    await v.analyse('isolation', { id: v.analysisState.picked ? v.analysisState.picked.id : undefined }).catch(() => null);
+    v.viewer.camera.setView({ destination: Cesium.Cartesian3.fromDegrees(lon, lat - 0.0012, height + 90),
+      orientation: { heading: 0, pitch: Cesium.Math.toRadians(-45), roll: 0 } });
+    await v.whenTilesLoaded();
+  }, target);
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: join(opt.out, 'viewer-analysis.png') });
+
   // Under ground, for the picture.
   const underground = await page.evaluate(async () => {
     const v = window.cimViewer;
@@ -112,7 +147,7 @@ try {
   await page.screenshot({ path: join(opt.out, 'viewer-underground.png') });
   lap('underground');
 
-  console.log(JSON.stringify({ opened, picked, hidden, shownAgain, searched, underground, external, consoleErrors, timings }));
+  console.log(JSON.stringify({ opened, picked, hidden, shownAgain, searched, analyses, underground, external, consoleErrors, timings }));
 } catch (err) {
   console.log(JSON.stringify({ error: String(err && err.stack ? err.stack : err), external, consoleErrors, timings }));
   process.exitCode = 1;

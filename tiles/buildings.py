@@ -45,9 +45,9 @@ from cim.crs import to_lonlat
 from cim.errors import InvalidInputError, NotFoundError
 from cim.heights import GeoidModel, to_ellipsoidal
 from cim.store import DuckDBStore
-from tiles.frames import LocalFrame, ecef_to_enu, geodetic_to_ecef, region_bounds
-from tiles.glb import Column, PropertyTable, _glb_bytes, read_glb, write_glb
-from tiles.pipes import BuildResult, _relative
+from tiles.frames import LocalFrame, ecef_to_enu, geodetic_to_ecef, region_bounds, relative_transform
+from tiles.glb import Column, PropertyTable, write_glb
+from tiles.pipes import BuildResult
 from tiles.quadtree import Cell, root_cell, split
 from tiles.solids import Mesh
 
@@ -463,36 +463,8 @@ def _write_tile(path: Path, el: _Elements, items: np.ndarray, meshes: list[tuple
         log.warning("tile %s: its %d BIM elements have no non-degenerate triangle", path.stem, len(items))
         path.unlink(missing_ok=True)
         return None
-    _write_rgba_glb(path, parts, _table(el, items), compress)
+    write_glb(path, parts, _table(el, items), class_id=CLASS_ID, compress=compress, double_sided=True)
     return _Content(region, centre)
-
-
-def _write_rgba_glb(path: Path, parts: list[tuple[Mesh, RGBA]], table: PropertyTable, compress: bool) -> None:
-    """:func:`tiles.glb.write_glb` with RGBA colours: alpha < 255 → a BLEND material; all double-sided.
-
-    write_glb groups parts by RGB and writes opaque single-sided materials named ``#rrggbb``, so colours
-    are made unique per RGB first (a blue channel nudged by one where two alphas share a colour) and the
-    written materials patched afterwards.
-    """
-    alpha_of: dict[tuple[int, int, int], int] = {}
-    rgb_parts: list[tuple[Mesh, tuple[int, int, int]]] = []
-    for mesh, (r, g, b, a) in sorted(parts, key=lambda p: p[1][3] < 255):  # opaque first
-        rgb = (r, g, b)
-        while rgb in alpha_of and alpha_of[rgb] != a:
-            rgb = (r, g, (rgb[2] + 1) % 256)
-        alpha_of[rgb] = a
-        rgb_parts.append((mesh, rgb))
-    write_glb(path, rgb_parts, table, class_id=CLASS_ID, compress=compress)
-    gltf, binary = read_glb(path)
-    by_name = {"#{:02x}{:02x}{:02x}".format(*rgb): a for rgb, a in alpha_of.items()}
-    for material in gltf["materials"]:
-        material["doubleSided"] = True
-        alpha = by_name.get(material.get("name"), 255)
-        if alpha < 255:
-            material["pbrMetallicRoughness"]["baseColorFactor"][3] = alpha / 255.0
-            material["alphaMode"] = "BLEND"
-            material["name"] += f"{alpha:02x}"
-    path.write_bytes(_glb_bytes(gltf, binary))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -638,7 +610,7 @@ def _set_transforms(tile: dict[str, Any], parent: np.ndarray | None, result: Bui
     for key, value in fields:  # transform right after refine, before content and children
         tile[key] = value
         if key == "refine":
-            tile["transform"] = _relative(matrix, parent)
+            tile["transform"] = relative_transform(matrix, parent)
     result.tiles += 1
     for child in tile.get("children", []):
         _set_transforms(child, matrix, result)

@@ -184,3 +184,9 @@ def region_bounds(
         float(h_min),
         float(h_max),
     ]
+
+
+def relative_transform(matrix: np.ndarray, parent: np.ndarray | None) -> list[float]:
+    """A tile transform relative to its parent's (3D Tiles composes them parent × child), column-major."""
+    m = matrix if parent is None else np.linalg.solve(parent, matrix)
+    return [float(v) for v in np.asarray(m).T.reshape(-1)]

@@ -427,25 +427,30 @@ def _glb_bytes(gltf: dict[str, Any], binary: bytes) -> bytes:
 
 def write_glb(
     path: str | Path,
-    parts: list[tuple[Mesh, tuple[int, int, int]]],
+    parts: list[tuple[Mesh, tuple[int, ...]]],
     table: PropertyTable,
     *,
     class_id: str = "pipe_feature",
     schema_id: str = "cim",
     extras: dict | None = None,
     compress: bool = False,
+    double_sided: bool = False,
 ) -> int:
     """Write coloured ENU meshes and their feature metadata as a .glb; return the bytes written.
 
-    ``compress`` stores vertex and index data with EXT_meshopt_compression (a required extension then).
+    Colours are sRGB ``(r, g, b)`` or ``(r, g, b, a)`` in 0..255; a colour with alpha < 255 gets an
+    ``alphaMode: BLEND`` material. ``compress`` stores vertex and index data with EXT_meshopt_compression
+    (a required extension then). ``double_sided`` marks every material double-sided.
 
     Parts sharing a colour become one primitive with one material. Normals are renormalised
     (zero-length ones point up). ``extras`` is stored as the glTF root ``extras``.
     """
-    by_colour: dict[tuple[int, int, int], list[Mesh]] = {}
+    by_colour: dict[tuple[int, int, int, int], list[Mesh]] = {}
     for mesh, colour in parts:
-        key = (int(colour[0]), int(colour[1]), int(colour[2]))
+        alpha = int(colour[3]) if len(colour) > 3 else 255
+        key = (int(colour[0]), int(colour[1]), int(colour[2]), alpha)
         by_colour.setdefault(key, []).append(mesh)
+    by_colour = dict(sorted(by_colour.items(), key=lambda kv: kv[0][3] < 255))  # opaque primitives first
     buf = _BinaryBuffer()
     metadata = _metadata(table, class_id, schema_id, buf)
     accessors: list[dict[str, Any]] = []
@@ -456,17 +461,19 @@ def write_glb(
         if primitive is None:
             continue
         primitives.append(primitive)
-        materials.append(
-            {
-                "name": "#{:02x}{:02x}{:02x}".format(*colour),
-                "pbrMetallicRoughness": {
-                    "baseColorFactor": srgb_to_linear(colour),
-                    "metallicFactor": 0.0,
-                    "roughnessFactor": 0.8,
-                },
-                "doubleSided": False,
-            }
-        )
+        rgb, alpha = colour[:3], colour[3]
+        material: dict[str, Any] = {
+            "name": "#{:02x}{:02x}{:02x}".format(*rgb) + (f"{alpha:02x}" if alpha < 255 else ""),
+            "pbrMetallicRoughness": {
+                "baseColorFactor": [*srgb_to_linear(rgb)[:3], alpha / 255.0],
+                "metallicFactor": 0.0,
+                "roughnessFactor": 0.8,
+            },
+            "doubleSided": double_sided,
+        }
+        if alpha < 255:
+            material["alphaMode"] = "BLEND"
+        materials.append(material)
     if not primitives:
         raise ValueError("no triangles to write")
     binary = buf.payload()

@@ -23,7 +23,7 @@ from cim.crs import to_lonlat
 from cim.heights import GeoidModel
 from cim.pipes import dictionaries as dic
 from cim.store import DuckDBStore
-from tiles.frames import LocalFrame, region_bounds
+from tiles.frames import LocalFrame, region_bounds, relative_transform
 from tiles.glb import Column, PropertyTable, write_glb
 from tiles.quadtree import Cell, root_cell, split
 from tiles.solids import Mesh, pipe_boxes, pipe_cylinders, simplified_segments, symbols, vertical_cylinders
@@ -313,7 +313,7 @@ def _tile_json(
                                                    float(zs.max()) + n_here + margin)},
         "geometricError": 0.0 if leaf else max(cell.size / 32.0, 1.0),
         "refine": "REPLACE",
-        "transform": _relative(frame.matrix, parent_matrix),
+        "transform": relative_transform(frame.matrix, parent_matrix),
     }
     result.tiles += 1
     if len(segs) + len(pts):
@@ -338,7 +338,3 @@ def _tile_json(
     return tile
 
 
-def _relative(matrix: np.ndarray, parent: np.ndarray | None) -> list[float]:
-    """A tile transform relative to its parent's (3D Tiles composes them parent × child)."""
-    m = matrix if parent is None else np.linalg.solve(parent, matrix)
-    return [float(v) for v in np.asarray(m).T.reshape(-1)]

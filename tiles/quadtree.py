@@ -42,6 +42,8 @@ def root_cell(x: np.ndarray, y: np.ndarray, *, anchor: float = 0.0, min_size: fl
     if len(x) == 0:
         return Cell(0, 0, 0, (0.0, 0.0, min_size, min_size), np.array([], dtype=np.int64))
     minx, miny, maxx, maxy = float(np.min(x)), float(np.min(y)), float(np.max(x)), float(np.max(y))
+    if not all(np.isfinite(v) for v in (minx, miny, maxx, maxy)):
+        raise ValueError("tile positions must be finite numbers (a NaN or infinite coordinate reached the tiler)")
     size = min_size
     while True:
         x0 = np.floor((minx - anchor) / size) * size + anchor

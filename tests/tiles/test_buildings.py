@@ -537,3 +537,12 @@ def test_an_ingested_ifc_model_placed_in_jinan_tiles_cleanly(geoid, tmp_path: Pa
     assert sorted(tiled) == sorted(stored)
     assert _check_placement(tmp_path, s, geoid) == len(stored)
 
+
+
+def test_the_quadtree_refuses_non_finite_positions() -> None:
+    import numpy as np
+
+    from tiles.quadtree import root_cell
+
+    with pytest.raises(ValueError, match="finite"):
+        root_cell(np.array([1.0, np.nan]), np.array([1.0, 2.0]))

@@ -28,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 
 import cim
 from api.analysis import analysis_router
+from api.bim import bim_router
 from api.errors import AssetsMissingError, add_exception_handlers
 from cim.analysis.common import Frame
 from cim.analysis.contacts import OwnerContact, load_contacts
@@ -41,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 VIEWER_DIR = Path(__file__).resolve().parent / "viewer"
 CESIUM_DIR = REPO / "node_modules" / "cesium" / "Build" / "Cesium"
 DEFAULT_TILES = Path("out/tiles/pipes")
+DEFAULT_BUILDINGS_TILES = Path("out/tiles/buildings")
 MEDIA_TYPES = {".json": "application/json", ".glb": "model/gltf-binary"}
 
 
@@ -50,6 +52,8 @@ class Services:
 
     settings: Settings
     given_store: DuckDBStore | None = None
+    buildings_tiles_dir: Path = DEFAULT_BUILDINGS_TILES
+    tiles_lock: threading.Lock = field(default_factory=threading.Lock)
     _opened: list[DuckDBStore] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -119,12 +123,12 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def tiles_router(tiles_dir: Path, prefix: str = "/tiles/pipes") -> APIRouter:
+def tiles_router(tiles_dir: Path, prefix: str = "/tiles/pipes", operation: str = "TilesetFile") -> APIRouter:
     """Static 3D Tiles from ``tiles_dir``: JSON and GLB media types, strong ETags, 304 on ``If-None-Match``."""
     router = APIRouter(tags=["tiles"])
 
-    @router.head(prefix + "/{path:path}", operation_id="headTilesetFile")
-    @router.get(prefix + "/{path:path}", operation_id="getTilesetFile")
+    @router.head(prefix + "/{path:path}", operation_id=f"head{operation}")
+    @router.get(prefix + "/{path:path}", operation_id=f"get{operation}")
     def tileset_file(path: str, request: Request) -> Response:
         if not tiles_dir.is_dir():
             raise AssetsMissingError(f"the tileset folder {tiles_dir} does not exist: run `cim demo` or `cim tiles`")
@@ -189,10 +193,11 @@ def _mount_static(app: FastAPI, viewer_dir: Path, cesium_dir: Path) -> None:
 
 
 def create_app(settings: Settings | None = None, *, store: DuckDBStore | None = None, tiles_dir: Path | None = None,
-               cesium_dir: Path | None = None) -> FastAPI:
+               cesium_dir: Path | None = None, buildings_tiles_dir: Path | None = None) -> FastAPI:
     """The FastAPI application. ``store`` is used as given (and left open); without one, ``settings.store``
-    is opened on first use and closed at shutdown. ``tiles_dir`` defaults to ``out/tiles/pipes``."""
-    services = Services(settings or get_settings(), store)
+    is opened on first use and closed at shutdown. ``tiles_dir`` defaults to ``out/tiles/pipes``,
+    ``buildings_tiles_dir`` (the BIM models' tileset) to ``out/tiles/buildings``."""
+    services = Services(settings or get_settings(), store, Path(buildings_tiles_dir or DEFAULT_BUILDINGS_TILES))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -204,7 +209,9 @@ def create_app(settings: Settings | None = None, *, store: DuckDBStore | None = 
     add_exception_handlers(app)
     app.include_router(viewer_router())
     app.include_router(tiles_router(Path(tiles_dir or DEFAULT_TILES)))
+    app.include_router(tiles_router(services.buildings_tiles_dir, "/tiles/buildings", "BuildingsTilesetFile"))
     app.include_router(data_router())
     app.include_router(analysis_router())
+    app.include_router(bim_router())
     _mount_static(app, VIEWER_DIR, Path(cesium_dir or CESIUM_DIR))
     return app

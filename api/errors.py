@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from cim.errors import CIMError, InvalidInputError, NotFoundError
+from cim.errors import CIMError, InvalidInputError, NotFoundError, UnsupportedError
 
 
 class AssetsMissingError(CIMError):
@@ -22,6 +22,7 @@ class AssetsMissingError(CIMError):
 STATUS_CODES: dict[type[Exception], int] = {
     NotFoundError: 404,
     InvalidInputError: 400,
+    UnsupportedError: 415,
     AssetsMissingError: 503,
     CIMError: 500,
 }

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
+from cim.errors import CIMError
+
 
 class Role(StrEnum):
     """The service's roles."""
@@ -63,6 +65,22 @@ class Principal:
 
 
 ANONYMOUS = Principal(id="anonymous", role=Role.PUBLIC)
+
+
+class AuthenticationError(CIMError):
+    """Credentials that were given but are not valid (unknown, revoked or expired key; bad token): HTTP 401.
+
+    ``scheme`` (``Bearer`` or ``ApiKey``) and ``code`` (RFC 6750 ``invalid_token``/``invalid_request``) make the
+    ``WWW-Authenticate`` challenge of the response.
+    """
+
+    def __init__(self, message: str, *, scheme: str = "Bearer", code: str | None = "invalid_token") -> None:
+        super().__init__(message)
+        self.scheme, self.code = scheme, code
+
+
+class ForbiddenError(CIMError):
+    """A known caller asking for something its role may not do (or a write through a read-only view): HTTP 403."""
 
 
 def _grade_rank(grade: str | None) -> int:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.security import scoped_services
 from cim.analysis.clearance import clearance_check, structure_clearance
 from cim.analysis.common import Frame
 from cim.analysis.cover import cover_check
@@ -128,8 +129,8 @@ class AnalysisServices(Protocol):
 
 
 def analysis_services(request: Request) -> AnalysisServices:
-    """The application's shared services (a seam: override with ``app.dependency_overrides``)."""
-    return request.app.state.services
+    """The application's services as the caller may see them (its scoped store); a seam for tests."""
+    return scoped_services(request)
 
 
 def _store(svc: Annotated[AnalysisServices, Depends(analysis_services)]) -> DuckDBStore:

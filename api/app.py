@@ -30,11 +30,13 @@ import cim
 from api.analysis import analysis_router
 from api.bim import bim_router
 from api.errors import AssetsMissingError, add_exception_handlers
+from api.security import ScopedServices, scoped_services, secure_app
 from cim.analysis.common import Frame
 from cim.analysis.contacts import OwnerContact, load_contacts
 from cim.errors import InvalidInputError, NotFoundError
 from cim.heights import GeoidModel, get_geoid
 from cim.pipes.queries import ground_grid, qc_findings_geojson, search_features
+from cim.security.config import SecurityConfig
 from cim.settings import Settings, get_settings
 from cim.store import DuckDBStore, open_store
 
@@ -142,12 +144,13 @@ def tiles_router(tiles_dir: Path, prefix: str = "/tiles/pipes", operation: str =
     return router
 
 
-def get_services(request: Request) -> Services:
-    """The application's shared :class:`Services` (a seam: override with ``app.dependency_overrides``)."""
-    return request.app.state.services
+def get_services(request: Request) -> ScopedServices:
+    """The application's :class:`Services` as the caller may see them: ``store()`` is the caller's
+    :class:`~cim.security.scope.ScopedStore` (a seam: override with ``app.dependency_overrides``)."""
+    return scoped_services(request)
 
 
-Svc = Annotated[Services, Depends(get_services)]
+Svc = Annotated[ScopedServices, Depends(get_services)]
 
 
 def data_router() -> APIRouter:
@@ -193,10 +196,12 @@ def _mount_static(app: FastAPI, viewer_dir: Path, cesium_dir: Path) -> None:
 
 
 def create_app(settings: Settings | None = None, *, store: DuckDBStore | None = None, tiles_dir: Path | None = None,
-               cesium_dir: Path | None = None, buildings_tiles_dir: Path | None = None) -> FastAPI:
+               cesium_dir: Path | None = None, buildings_tiles_dir: Path | None = None,
+               security: SecurityConfig | None = None) -> FastAPI:
     """The FastAPI application. ``store`` is used as given (and left open); without one, ``settings.store``
     is opened on first use and closed at shutdown. ``tiles_dir`` defaults to ``out/tiles/pipes``,
-    ``buildings_tiles_dir`` (the BIM models' tileset) to ``out/tiles/buildings``."""
+    ``buildings_tiles_dir`` (the BIM models' tileset) to ``out/tiles/buildings``. ``security`` (default: from
+    ``settings.security_file``) configures keys, tokens, roles, limits, audit and CORS (:mod:`api.security`)."""
     services = Services(settings or get_settings(), store, Path(buildings_tiles_dir or DEFAULT_BUILDINGS_TILES))
 
     @asynccontextmanager
@@ -214,4 +219,5 @@ def create_app(settings: Settings | None = None, *, store: DuckDBStore | None = 
     app.include_router(analysis_router())
     app.include_router(bim_router())
     _mount_static(app, VIEWER_DIR, Path(cesium_dir or CESIUM_DIR))
+    secure_app(app, services.settings, config=security)  # last: it wraps the app and its lifespan
     return app

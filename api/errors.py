@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from cim.errors import CIMError, InvalidInputError, NotFoundError, UnsupportedError
+from cim.security.limits import RateLimitedError, RequestTooLargeError
+from cim.security.policy import AuthenticationError, ForbiddenError
 
 
 class AssetsMissingError(CIMError):
@@ -23,6 +25,10 @@ STATUS_CODES: dict[type[Exception], int] = {
     NotFoundError: 404,
     InvalidInputError: 400,
     UnsupportedError: 415,
+    AuthenticationError: 401,
+    ForbiddenError: 403,
+    RequestTooLargeError: 413,
+    RateLimitedError: 429,
     AssetsMissingError: 503,
     CIMError: 500,
 }

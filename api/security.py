@@ -7,7 +7,8 @@
    ``Authorization: Bearer <JWT or API key>``; no credentials → the public role, bad credentials → 401 with
    ``WWW-Authenticate`` — then a per-caller rate limit (429 with ``Retry-After``),
 3. the body size limit (413 on a declared ``Content-Length`` or once the streamed body passes it),
-4. the pipe-tile gate: ``/tiles/pipes/`` needs FULL access to every pipe dataset (403 otherwise),
+4. the tile gate: ``/tiles/pipes/`` (``/tiles/buildings/``) needs FULL access to every pipe (BIM) dataset,
+   403 otherwise — tile geometry cannot be coarsened,
 5. an audit entry for every request (:mod:`cim.security.audit`), and CORS from the security file.
 
 Routes read the caller with :func:`get_principal` and limit a role with :func:`require_role`; the store
@@ -18,6 +19,7 @@ they are handed must be the caller's :class:`~cim.security.scope.ScopedStore`, w
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -55,10 +57,15 @@ SECURITY_STATUS: dict[type[Exception], int] = {
     RateLimitedError: 429,
     SecurityConfigError: 500,
 }
-TILE_PREFIXES = ("/tiles/pipes/",)
+#: Tilesets and the dataset kinds they are built from: served only to callers reading all of those in full.
+TILE_GATES: dict[str, tuple[str, ...]] = {"/tiles/pipes/": PIPE_KINDS, "/tiles/buildings/": ("bim",)}
 #: Static, non-data assets left out of the audit log (a viewer start loads hundreds of them).
 AUDIT_SKIP = ("/cesium/", "/viewer/static/")
 REALM = "cim"
+#: Room for the multipart form around an uploaded file of ``max_upload_bytes``.
+UPLOAD_SLACK = 1024**2
+#: POST routes that only read (their inputs are too big for a query string).
+READ_ONLY_POSTS = ("/api/analysis/",)
 
 
 def _status(exc: Exception) -> int:
@@ -98,18 +105,24 @@ class SecurityServices:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     max_upload_bytes: int = 2 * 1024**3
     tile_cache_s: float = 5.0
-    _tile_sets: tuple[float, list[dict[str, Any]]] | None = None
+    _tile_sets: dict[tuple[str, ...], tuple[float, list[dict[str, Any]]]] = field(default_factory=dict)
 
     # -- who is calling -----------------------------------------------------------------------------
+    @property
+    def anonymous(self) -> Principal:
+        """Who a request without credentials is: the public, unless the security file names another role."""
+        role = self.config.auth.anonymous_role
+        return ANONYMOUS if role is Role.PUBLIC else Principal(id="anonymous", role=role, via="anonymous")
+
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        """The caller named by ``X-API-Key`` or ``Authorization`` (ANONYMOUS without either)."""
+        """The caller named by ``X-API-Key`` or ``Authorization`` (:attr:`anonymous` without either)."""
         api_key, auth = headers.get("x-api-key"), headers.get("authorization")
         if api_key and auth:
             raise AuthenticationError("send X-API-Key or Authorization, not both", code="invalid_request")
         if api_key:
             return self.keys.verify(api_key)
         if not auth:
-            return ANONYMOUS
+            return self.anonymous
         scheme, _, credential = auth.strip().partition(" ")
         credential = credential.strip()
         if scheme.lower() not in ("bearer", "apikey") or not credential:
@@ -131,31 +144,36 @@ class SecurityServices:
             per_minute = lim.roles.get(principal.role, lim.requests_per_minute)
             self.limiter.check(f"caller:{principal.id}", per_minute, lim.burst)
 
-    def body_limit(self, path: str) -> int:
+    def body_counter(self, path: str) -> BodyCounter:
+        """The body limit of ``path``: upload routes get ``max_upload_bytes`` plus room for the form around the
+        file (they check the file size themselves, with a more specific message), the rest ``max_body_bytes``."""
         lim = self.config.limits
-        return self.max_upload_bytes if path.startswith(lim.large_body_paths) else lim.max_body_bytes
+        if path.startswith(lim.large_body_paths):
+            return BodyCounter(self.max_upload_bytes + UPLOAD_SLACK, "CIM_MAX_UPLOAD_BYTES")
+        return BodyCounter(lim.max_body_bytes, "[limits] max_body_bytes of the security file")
 
     # -- tiles --------------------------------------------------------------------------------------
-    def check_tiles(self, principal: Principal) -> None:
-        """Refuse pipe tiles unless ``principal`` reads every pipe dataset in full (tiles can't be coarsened)."""
+    def check_tiles(self, principal: Principal, kinds: tuple[str, ...] = PIPE_KINDS) -> None:
+        """Refuse a tileset built from datasets of ``kinds`` unless ``principal`` reads every one of them in
+        full: tile geometry cannot be coarsened."""
         if principal.is_admin:
             return
-        if tileset_access(principal, self._pipe_datasets()) is not Access.FULL:
-            raise ForbiddenError(f"pipe tiles carry precise positions; the {principal.role} role may not read "
-                                 "every dataset in the tileset")
+        if tileset_access(principal, self._tiled_datasets(kinds)) is not Access.FULL:
+            raise ForbiddenError(f"tiles carry precise positions; the {principal.role} role may not read "
+                                 "every dataset in this tileset")
 
-    def _pipe_datasets(self) -> list[dict[str, Any]]:
+    def _tiled_datasets(self, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
         now = time.monotonic()
-        if self._tile_sets is None or now - self._tile_sets[0] > self.tile_cache_s:
+        cached = self._tile_sets.get(kinds)
+        if cached is None or now - cached[0] > self.tile_cache_s:
             cur = self.store().read()
             try:
-                rows = cur.execute(
-                    f"SELECT id, grade, secret FROM datasets WHERE kind IN ({', '.join('?' * len(PIPE_KINDS))})",
-                    list(PIPE_KINDS)).fetchall()
+                rows = cur.execute(f"SELECT id, grade, secret FROM datasets WHERE kind IN "
+                                   f"({', '.join('?' * len(kinds))})", list(kinds)).fetchall()
             finally:
                 cur.close()
-            self._tile_sets = (now, [{"id": r[0], "grade": r[1], "secret": r[2]} for r in rows])
-        return self._tile_sets[1]
+            cached = self._tile_sets[kinds] = (now, [{"id": r[0], "grade": r[1], "secret": r[2]} for r in rows])
+        return cached[1]
 
     def close(self) -> None:
         """Write the queued audit entries (call before the store closes)."""
@@ -187,9 +205,25 @@ def client_ip(scope: Scope, headers: Headers, trusted: Iterable[str]) -> str:
     return peer
 
 
-def _datasets_of(scope: Scope) -> list[str]:
+DATASET_KEYS = ("dataset", "datasets", "pipes_dataset", "structures_dataset")
+#: JSON request bodies up to this size are read back for the dataset ids they name.
+AUDIT_BODY_BYTES = 64 * 1024
+
+
+def _datasets_of(scope: Scope, body: bytes = b"") -> list[str]:
+    """Dataset ids a request names: query parameters, a JSON body's top-level keys, and what the route set in
+    ``request.state.audit_datasets``."""
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    found = [v for k in ("dataset", "datasets", "pipes_dataset") for v in query.get(k, [])]
+    found: list[Any] = [v for k in DATASET_KEYS for v in query.get(k, [])]
+    if body:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            for key in DATASET_KEYS:
+                value = data.get(key)
+                found += value if isinstance(value, list) else [value] if value else []
     found += list(scope.get("state", {}).get("audit_datasets", ()) or ())
     return sorted({d for v in found for d in str(v).split(",") if d})[:50]
 
@@ -200,6 +234,7 @@ class _Exchange:
     bytes: int = 0
     started: bool = False
     error: Exception | None = None
+    body: bytearray = field(default_factory=bytearray)  # the start of a JSON request body, for the audit
 
 
 class SecurityMiddleware:
@@ -217,7 +252,7 @@ class SecurityMiddleware:
         started, ts = time.perf_counter(), utcnow()
         headers = Headers(scope=scope)
         ip = client_ip(scope, headers, sec.config.limits.trusted_proxies)
-        state = scope.setdefault("state", {})
+        scope.setdefault("state", {})
         ex = _Exchange()
         principal = ANONYMOUS
         try:
@@ -227,7 +262,7 @@ class SecurityMiddleware:
                 ex.error = exc
                 await self._respond(send, ex, exc)
                 return
-            counter = BodyCounter(sec.body_limit(scope["path"]))
+            counter = sec.body_counter(scope["path"])
             try:
                 counter.declared(headers.get("content-length"))
             except CIMError as exc:
@@ -236,7 +271,6 @@ class SecurityMiddleware:
                 return
             await self._forward(scope, receive, send, ex, counter, principal)
         finally:
-            state.setdefault("principal", principal)
             self._audit(scope, headers, ip, principal, ex, ts, started)
 
     async def _admit(self, scope: Scope, headers: Headers, ip: str) -> Principal:
@@ -247,24 +281,30 @@ class SecurityMiddleware:
         if "x-api-key" in headers or "authorization" in headers:
             principal = await anyio.to_thread.run_sync(sec.authenticate, headers)
         else:
-            principal = ANONYMOUS
+            principal = sec.anonymous
         scope["state"]["principal"] = principal
         auth = sec.config.auth
         if principal.via == "anonymous" and not auth.anonymous and not path.startswith(auth.open_paths):
             raise AuthenticationError("this service needs credentials (X-API-Key or a bearer token)", code=None)
         sec.rate_limit(principal, ip)
-        if path.startswith(TILE_PREFIXES) and scope["method"] in ("GET", "HEAD"):
-            await anyio.to_thread.run_sync(sec.check_tiles, principal)
+        for prefix, kinds in TILE_GATES.items():
+            if path.startswith(prefix):
+                await anyio.to_thread.run_sync(sec.check_tiles, principal, kinds)
         return principal
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange, counter: BodyCounter,
                        principal: Principal) -> None:
         suppressed = False
 
+        keep = Headers(scope=scope).get("content-type", "").startswith("application/json")
+
         async def counted_receive() -> Message:
             message = await receive()
             if message["type"] == "http.request":
-                counter.add(len(message.get("body", b"")))
+                chunk = message.get("body", b"")
+                counter.add(len(chunk))
+                if keep and len(ex.body) + len(chunk) <= AUDIT_BODY_BYTES:
+                    ex.body += chunk
             return message
 
         async def tracked_send(message: Message) -> None:
@@ -292,7 +332,7 @@ class SecurityMiddleware:
             ex.status = ex.status if ex.started else 500
             raise
         if counter.exceeded and not ex.started:
-            exc = RequestTooLargeError(counter.limit)
+            exc = RequestTooLargeError(counter.limit, counter.setting)
             ex.error = exc
             await self._respond(send, ex, exc)
 
@@ -316,15 +356,22 @@ class SecurityMiddleware:
         detail = dict(state.get("audit_detail") or {})
         if ex.error is not None:
             detail["error"] = error_body(ex.error)
+        if log.closed:  # a request racing the shutdown: nothing to write to any more
+            return
         log.record(AuditEntry(
             ts=ts, principal=principal.id, role=principal.role.value, via=principal.via, method=method,
             path=path[:2000], query=scope.get("query_string", b"").decode("latin-1")[:2000] or None,
-            datasets=_datasets_of(scope), status=ex.status, bytes=ex.bytes, client_ip=ip,
+            datasets=_datasets_of(scope, bytes(ex.body)), status=ex.status, bytes=ex.bytes, client_ip=ip,
             user_agent=(headers.get("user-agent") or "")[:500] or None,
             duration_ms=round((time.perf_counter() - started) * 1000, 3), outcome=outcome_of(ex.status),
-            action=state.get("audit_action") or ("read" if method in ("GET", "HEAD", "OPTIONS") else "change"),
+            action=state.get("audit_action") or _action(method, path),
             detail=detail or None,
         ))
+
+
+def _action(method: str, path: str) -> str:
+    """``read`` for safe methods and POSTed queries (analyses), else ``change`` (a route may say more)."""
+    return "read" if method in ("GET", "HEAD", "OPTIONS") or path.startswith(READ_ONLY_POSTS) else "change"
 
 
 def _harden(message: Message, principal: Principal) -> None:
@@ -425,6 +472,7 @@ def secure_app(app: FastAPI, settings: Any = None, *, config: SecurityConfig | N
     if cfg.cors.origins:  # outermost, so refusals carry CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors.origins), allow_methods=list(cfg.cors.methods),
                            allow_headers=list(cfg.cors.headers), allow_credentials=cfg.cors.allow_credentials,
+                           expose_headers=["Retry-After", "WWW-Authenticate", "Content-Disposition", "ETag"],
                            max_age=cfg.cors.max_age)
 
     async def handler(request: Request, exc: Exception) -> JSONResponse:

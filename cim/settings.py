@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Shandong province, generously bounded (lon/lat, CGCS2000): 114.2–123.0 E, 34.3–38.5 N.
@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     files_dir: Path | None = Field(
         None, description="Content-addressed store of submitted files (default: <store file>.files next to the store)"
     )
+    security_file: Path | None = Field(
+        None, description="TOML of keys, JWT issuers, roles, limits, audit retention and CORS (see cim.security.config)"
+    )
+    jwt_secret: SecretStr | None = Field(None, description="Shared secret for HS256 bearer tokens")
     max_upload_bytes: int = Field(2 * 1024**3, description="Largest source file accepted")
     staging_memory: str = Field("2GB", description="DuckDB memory limit of an ingest's staging database (spills beyond)")
 

@@ -16,6 +16,12 @@ admin      everything
 =========  ==========================================================================================
 
 "就高从严": an unknown grade is treated as 核心.
+
+What COARSE means in practice (applied by :mod:`cim.security.scope`, the one place that serves data under
+this rule): point positions and segment ends snapped to cell centres, other geometries reduced to their
+snapped centroid, extents widened to the grid; ground/invert/top heights, depths, 3D lengths, slopes,
+meshes, free attributes (``attrs``), provenance and source file names withheld; QC findings and BIM
+submissions withheld entirely. A role that may not read a dataset sees no trace of it (an unknown id).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from cim.crs import to_lonlat
 from cim.settings import Settings
 from cim.store import DuckDBStore
 from converters.pipes.ingest import SurveyOptions, ingest_survey
+from tests.api.trusted import trusted
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "jinan_district"
 SETTINGS = Settings(store="duckdb:///:memory:")
@@ -39,7 +40,7 @@ def store() -> Iterator[DuckDBStore]:
 
 @pytest.fixture(scope="module")
 def client(store: DuckDBStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    with TestClient(create_app(SETTINGS, store=store, tiles_dir=tmp_path_factory.mktemp("no-tiles"))) as c:
+    with TestClient(create_app(SETTINGS, store=store, tiles_dir=tmp_path_factory.mktemp("no-tiles"), security=trusted())) as c:
         yield c
 
 

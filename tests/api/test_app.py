@@ -22,6 +22,7 @@ from cim.qc.catalogue import RULES_BY_ID
 from cim.settings import SHANDONG_BBOX, Settings
 from cim.store import DuckDBStore
 from converters.pipes.ingest import SurveyOptions, ingest_survey
+from tests.api.trusted import trusted
 from tiles.pipes import TilingOptions, build_pipe_tileset
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
@@ -49,7 +50,7 @@ def tiles(store: DuckDBStore, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(store: DuckDBStore, tiles: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(SETTINGS, store=store, tiles_dir=tiles)) as c:
+    with TestClient(create_app(SETTINGS, store=store, tiles_dir=tiles, security=trusted())) as c:
         yield c
 
 
@@ -73,7 +74,7 @@ def test_the_viewer_page_loads_cesium_locally_and_its_own_scripts(client: TestCl
 
 
 def test_cesium_missing_is_a_clear_503(store: DuckDBStore, tiles: Path, tmp_path: Path) -> None:
-    with TestClient(create_app(SETTINGS, store=store, tiles_dir=tiles, cesium_dir=tmp_path / "nothing")) as c:
+    with TestClient(create_app(SETTINGS, store=store, tiles_dir=tiles, cesium_dir=tmp_path / "nothing", security=trusted())) as c:
         r = c.get("/cesium/Cesium.js")
     assert r.status_code == 503
     assert r.json()["error"] == "AssetsMissingError" and "npm ci" in r.json()["detail"]
@@ -107,7 +108,7 @@ def test_tileset_json_and_glb_have_their_media_types(client: TestClient) -> None
 def test_a_strong_etag_answers_if_none_match_with_304(tiles: Path, store: DuckDBStore, tmp_path: Path) -> None:
     copy = tmp_path / "tiles"
     shutil.copytree(tiles, copy)
-    with TestClient(create_app(SETTINGS, store=store, tiles_dir=copy)) as c:
+    with TestClient(create_app(SETTINGS, store=store, tiles_dir=copy, security=trusted())) as c:
         first = c.get("/tiles/pipes/tileset.json")
         etag = first.headers["etag"]
         assert etag.startswith('"') and not etag.startswith("W/")
@@ -136,7 +137,7 @@ def test_a_link_out_of_the_tileset_folder_is_not_followed(tiles: Path, store: Du
     copy = tmp_path / "tiles"
     shutil.copytree(tiles, copy)
     (copy / "leak.json").symlink_to(tiles.parent / "secret.json")
-    with TestClient(create_app(SETTINGS, store=store, tiles_dir=copy)) as c:
+    with TestClient(create_app(SETTINGS, store=store, tiles_dir=copy, security=trusted())) as c:
         r = c.get("/tiles/pipes/leak.json")
     assert r.status_code == 404 and "outside the tileset" not in r.text
 
@@ -207,7 +208,7 @@ def dirty_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Duck
 
 def test_findings_of_the_dirty_sample_are_geojson_at_their_features(dirty_store: tuple[DuckDBStore, dict]) -> None:
     store, defects = dirty_store
-    with TestClient(create_app(SETTINGS, store=store)) as c:
+    with TestClient(create_app(SETTINGS, store=store, security=trusted())) as c:
         fc = c.get("/api/qc/findings").json()
         only = c.get("/api/qc/findings", params={"dataset": "other"}).json()
     assert fc["type"] == "FeatureCollection" and only["features"] == []
@@ -258,7 +259,7 @@ def test_without_a_store_the_app_opens_the_configured_one_and_closes_it(tmp_path
     s = DuckDBStore(path)
     ingest_survey([SAMPLES / "jinan_district"], s, SurveyOptions(), SETTINGS)
     s.close()
-    app = create_app(Settings(store=f"duckdb:///{path}"), tiles_dir=tmp_path / "none")
+    app = create_app(Settings(store=f"duckdb:///{path}"), tiles_dir=tmp_path / "none", security=trusted())
     with TestClient(app) as c:
         assert c.get("/api/pipes/search", params={"q": "RQ1"}).json()[0]["id"] == "RQ1"
         missing = c.get("/tiles/pipes/tileset.json")

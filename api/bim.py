@@ -42,6 +42,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import error_body, status_for
+from api.security import scoped_services
 from cim.analysis.common import Frame, Located, feature_collection
 from cim.bim.clearance import NOT_STRUCTURE
 from cim.bim.reports import bcf_bytes, report_html, report_json
@@ -55,6 +56,7 @@ from cim.bim.submissions import (
     review,
 )
 from cim.errors import CIMError, InvalidInputError, UnsupportedError
+from cim.security.policy import Role
 from cim.store import DuckDBStore
 from converters.ifc.georef import UserPlacement
 from converters.ifc.ingest import GeorefRefusedError
@@ -308,14 +310,14 @@ def elements_geojson(store: DuckDBStore, frame: Frame, submission_id: str) -> di
                               model_findings=model_level[:1000], model_findings_total=len(model_level))
 
 
-def refresh_buildings_tiles(svc: Any) -> dict[str, Any]:
+def refresh_buildings_tiles(svc: Any, store: DuckDBStore) -> dict[str, Any]:
     """Rebuild the buildings tileset after a new model version (incremental: unchanged tiles stay). A tiling
     failure does not undo the submission; it is reported in the answer."""
     from tiles.buildings import build_buildings_tileset
 
     with svc.tiles_lock:
         try:
-            result = build_buildings_tileset(svc.store(), svc.buildings_tiles_dir, storage_crs=svc.settings.storage_crs,
+            result = build_buildings_tileset(store, svc.buildings_tiles_dir, storage_crs=svc.settings.storage_crs,
                                              geoid=svc.geoid)
         except CIMError as exc:
             return {"error": str(exc)}
@@ -324,7 +326,8 @@ def refresh_buildings_tiles(svc: Any) -> dict[str, Any]:
 
 async def _submit(request: Request) -> Response:
     """The upload route: stream the form, submit in a worker thread, answer 201 (or 4xx with the reason)."""
-    svc = request.app.state.services
+    svc = scoped_services(request)
+    store = svc.writable_store(Role.REVIEWER, Role.PLANNER)  # before reading the upload
     folder = Path(tempfile.mkdtemp(prefix="cim-upload-"))
     try:
         form = await _read_form(request, folder, svc.settings.max_upload_bytes)
@@ -335,7 +338,7 @@ async def _submit(request: Request) -> Response:
         path, client_name = form.files["file"]
         ids = form.files.get("ids")
         out = await run_in_threadpool(
-            submit_model, path, svc.store(), project=text["project"], stage=text["stage"], settings=svc.settings,
+            submit_model, path, store, project=text["project"], stage=text["stage"], settings=svc.settings,
             submitted_by=text.get("submitted_by") or None, placement=_placement(text),
             ids=ids[0] if ids else None, ids_name=ids[1] if ids else None,
             discipline=text.get("discipline") or "architecture", frame=svc.frame, file_name=client_name,
@@ -352,7 +355,7 @@ async def _submit(request: Request) -> Response:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     sid = out.submission.id
-    tiles = await run_in_threadpool(refresh_buildings_tiles, svc)
+    tiles = await run_in_threadpool(refresh_buildings_tiles, svc, store)
     body = {"submission": submission_dict(out.submission), "counts": out.counts, "tiles": tiles,
             "timings": {k: round(v, 3) for k, v in out.timings.items()}, "links": _links(sid)}
     return JSONResponse(body, status_code=201, headers={"Location": f"{PREFIX}/submissions/{sid}"})
@@ -360,7 +363,8 @@ async def _submit(request: Request) -> Response:
 
 # -- the router ---------------------------------------------------------------------------------------
 def bim_router() -> APIRouter:
-    """The BIM submission routes under ``/api/bim`` (services from ``request.app.state.services``)."""
+    """The BIM submission routes under ``/api/bim``: reads through the caller's scoped store, writes (submit,
+    check, review) only for the roles allowed to make them."""
     router = APIRouter(prefix=PREFIX, tags=["bim"])
 
     @router.post("/submissions", status_code=201, name="submitBimModel", operation_id="submitBimModel",
@@ -377,14 +381,14 @@ def bim_router() -> APIRouter:
         """Submissions, oldest first, filtered by project, stage and status."""
         if status is not None and status not in STATUSES:
             raise InvalidInputError(f"status {status!r} is not one of {', '.join(STATUSES)}", field="status")
-        store = request.app.state.services.store()
+        store = scoped_services(request).store()
         return [submission_dict(s) | {"links": _links(s.id)}
                 for s in list_submissions(store, project=project, stage=stage, status=status)]
 
     @router.get("/submissions/{submission_id}", name="getBimSubmission", operation_id="getBimSubmission")
     def get(request: Request, submission_id: str) -> dict[str, Any]:
         """One submission with its findings and status history."""
-        store = request.app.state.services.store()
+        store = scoped_services(request).store()
         sub = get_submission(store, submission_id)
         return {"submission": submission_dict(sub), "findings": [f.to_dict() for f in findings(store, sub.id)],
                 "events": [{"event_at": e.event_at.isoformat() + "Z", "actor": e.actor, "from_status": e.from_status,
@@ -397,7 +401,7 @@ def bim_router() -> APIRouter:
                f: Annotated[Literal["json", "html", "bcf"], Query(description="json, html or bcf")] = "json",
                download: bool = False) -> Response:
         """The review report: JSON (schema in cim/bim/rules), printable HTML or a BCF 2.1 zip."""
-        store = request.app.state.services.store()
+        store = scoped_services(request).store()
         attachment = {"Content-Disposition": f'attachment; filename="{submission_id}.{f}"'}
         if f == "bcf":
             return Response(bcf_bytes(store, submission_id), media_type="application/octet-stream",
@@ -411,15 +415,16 @@ def bim_router() -> APIRouter:
     def check(request: Request, submission_id: str,
               discipline: Literal["architecture", "structure", "mep"] | None = None) -> Response:
         """Run every check again with the stored file and IDS (409 once accepted or rejected)."""
-        svc = request.app.state.services
-        return _conflict_checked(lambda: check_submission(svc.store(), submission_id, settings=svc.settings,
+        svc = scoped_services(request)
+        store = svc.writable_store(Role.REVIEWER, Role.PLANNER)
+        return _conflict_checked(lambda: check_submission(store, submission_id, settings=svc.settings,
                                                           frame=svc.frame, discipline=discipline))
 
     @router.post("/submissions/{submission_id}/review", name="reviewBimSubmission",
                  operation_id="reviewBimSubmission")
     def review_(request: Request, submission_id: str, body: ReviewRequest) -> Response:
         """Accept (a passed submission) or reject (passed or failed); 409 names the current status otherwise."""
-        store = request.app.state.services.store()
+        store = scoped_services(request).writable_store(Role.REVIEWER)
         return _conflict_checked(lambda: review(store, submission_id, actor=body.actor, decision=body.decision,
                                                 comment=body.comment))
 
@@ -428,7 +433,7 @@ def bim_router() -> APIRouter:
     def elements(request: Request, submission_id: str,
                  f: Annotated[Literal["geojson"], Query()] = "geojson") -> Response:
         """Element footprints coloured by check result (GeoJSON, lon/lat, heights to extrude)."""
-        svc = request.app.state.services
+        svc = scoped_services(request)
         body = elements_geojson(svc.store(), svc.frame, submission_id)
         return JSONResponse(body, media_type="application/geo+json")
 
@@ -436,7 +441,7 @@ def bim_router() -> APIRouter:
     def compare(request: Request, a: Annotated[str, Query(description="A submission id")],
                 b: Annotated[str, Query(description="Another submission of the same project")]) -> dict[str, Any]:
         """Elements added, removed and changed (GlobalId) from the older to the newer submission."""
-        store = request.app.state.services.store()
+        store = scoped_services(request).store()
         return comparison_dict(compare_submissions(store, a, b), store)
 
     return router

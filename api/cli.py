@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -12,24 +14,72 @@ from rich.table import Table
 from cim.heights import get_geoid
 from cim.qc.report import write_report
 from cim.settings import Settings, get_settings
-from cim.store import open_store
+from cim.store import DuckDBStore, open_store
 from converters.pipes.cli import ingest_steps, print_qc_summary, progress_bar
 from converters.pipes.ingest import SurveyOptions, ingest_survey
 from tiles.pipes import build_pipe_tileset
 
 console = Console(stderr=True)
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "jinan_district"
+SAMPLE_BUILDINGS = Path(__file__).resolve().parents[1] / "sample_data" / "jinan_building"
+#: The sample office at drawing review (with planted defects), then at handover (fixed).
+SAMPLE_SUBMISSIONS = (("office_v1.ifc", "drawing_review"), ("office_v2.ifc", "handover"))
+SAMPLE_PROJECT = "历下区综合办公楼"
 
 
-def serve(settings: Settings, tiles: Path, host: str, port: int) -> None:
-    """Run the API and the viewer with uvicorn until interrupted (the store is opened on first use)."""
+def demo_security() -> Any:
+    """The demo's access rules: served on 127.0.0.1 only, anonymous visitors act as a plan reviewer (they see
+    the 重要 sample data and may review submissions); everything else as configured (audit on)."""
+    from cim.security.config import parse_security_config
+
+    return parse_security_config({"auth": {"anonymous_role": "reviewer"}})
+
+
+def serve(settings: Settings, tiles: Path, host: str, port: int, buildings: Path | None = None,
+          security: Any = None) -> None:
+    """Run the API and the viewer with uvicorn until interrupted (the store is opened on first use). The
+    buildings tileset lives beside the pipes' (``tiles/../buildings``) unless given; ``security`` defaults to
+    ``CIM_SECURITY_FILE`` (anonymous callers are the public role)."""
     import uvicorn
 
     from api.app import create_app
 
-    console.print(f"[green]viewer[/] http://{host}:{port}/viewer  (API under /api, tiles under /tiles/pipes; "
+    console.print(f"[green]viewer[/] http://{host}:{port}/viewer  (API under /api, tiles under /tiles; "
                   "Ctrl+C stops)")
-    uvicorn.run(create_app(settings, tiles_dir=tiles), host=host, port=port, log_level="warning")
+    app = create_app(settings, tiles_dir=tiles, buildings_tiles_dir=buildings or tiles.parent / "buildings",
+                     security=security)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def submit_sample_building(store: DuckDBStore, settings: Settings, out: Path) -> None:
+    """Submit the sample office at drawing review and at handover (each file once), then refresh the buildings
+    tileset."""
+    from cim.bim.submissions import list_submissions
+    from converters.ifc.submit import submit_model
+    from tiles.buildings import build_buildings_tileset
+
+    for name, stage in SAMPLE_SUBMISSIONS:
+        path = SAMPLE_BUILDINGS / name
+        if not path.is_file():
+            console.print(f"[yellow]no sample building[/] ({path} is missing): skipped")
+            return
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        done = [x for x in list_submissions(store, project=SAMPLE_PROJECT) if x.file_sha256 == sha]
+        if done:
+            console.print(f"[green]BIM[/] {name} already submitted as {done[-1].id} ({done[-1].status})")
+            continue
+        with console.status(f"submitting {name} ({stage}): ingest + IDS, georef, delivery, clearance checks"):
+            outcome = submit_model(path, store, project=SAMPLE_PROJECT, stage=stage, settings=settings,
+                                   submitted_by="demo")
+        sub = outcome.submission
+        console.print(f"[green]BIM[/] {name} ({stage}) → submission {sub.id}: {sub.status}, "
+                      f"{outcome.counts.get('elements')} elements, {outcome.counts.get('errors')} errors, "
+                      f"{outcome.counts.get('warnings')} warnings (cim bim report {sub.id} --format html --out r.html)")
+    with console.status("building the buildings tileset"):
+        tiles = build_buildings_tileset(store, out / "tiles" / "buildings", storage_crs=settings.storage_crs,
+                                        geoid=get_geoid(settings.geoid, settings.geoid_path))
+    console.print(f"[green]tileset[/] {out / 'tiles' / 'buildings' / 'tileset.json'}: {tiles.tiles} tiles, "
+                  f"{tiles.written} written")
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +103,7 @@ def register(app: typer.Typer) -> None:
         no_serve: bool = typer.Option(False, "--no-serve", help="Stop after building; do not serve the viewer"),
         port: int = typer.Option(8000, "--port", help="Port of the viewer on 127.0.0.1"),
     ) -> None:
-        """Ingest the sample district (with QC), report, build its 3D Tiles, then serve the viewer."""
+        """Ingest the sample district (with QC), submit the sample building, build the 3D Tiles, serve the viewer."""
         settings = get_settings()
         s = open_store(store or settings.store)
         try:
@@ -76,8 +126,9 @@ def register(app: typer.Typer) -> None:
                                            geoid=get_geoid(settings.geoid, settings.geoid_path))
             console.print(f"[green]tileset[/] {out / 'tiles' / 'pipes' / 'tileset.json'}: {tiles.tiles} tiles, "
                           f"{tiles.written} written, {tiles.skipped} unchanged")
+            submit_sample_building(s, settings, out)
         finally:
             s.close()
         if not no_serve:
             serve(settings.model_copy(update={"store": store or settings.store}), out / "tiles" / "pipes",
-                  "127.0.0.1", port)
+                  "127.0.0.1", port, security=demo_security())

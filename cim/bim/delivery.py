@@ -234,7 +234,7 @@ def delivery_findings(
 
 # -- georeference plausibility ------------------------------------------------------------------
 _VERTICAL_1985 = re.compile(r"5737|1985|yellow\s*sea|黄海", re.IGNORECASE)
-_GEOREF_METHODS = ("map_conversion", "epset", "ref_latlon", "user", "none")
+_GEOREF_METHODS = ("map_conversion", "epset", "epset_map_conversion", "ref_latlon", "user", "none")
 
 
 def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
@@ -354,7 +354,9 @@ def georef_plausibility(
             Finding("georef", "GEO-USER", "info", "placed with user-given parameters, not from the file")
         )
     crs_text = _first(georef, "crs", "target_crs", "crs_name") or _first(params, "crs", "target_crs", "name")
-    if method in ("map_conversion", "epset"):
+    if not crs_text and method in ("map_conversion", "epset", "epset_map_conversion", "user"):
+        crs_text = georef.get("source_crs")  # the converter's name for the model's CRS (not for ref_latlon)
+    if method in ("map_conversion", "epset", "epset_map_conversion"):
         if not crs_text:
             findings.append(
                 Finding(

@@ -19,6 +19,7 @@ from api.app import create_app
 from cim.settings import SHANDONG_BBOX, Settings
 from cim.store import DuckDBStore
 from converters.pipes.ingest import SurveyOptions, ingest_survey
+from tests.api.trusted import trusted
 
 ROOT = Path(__file__).resolve().parents[2]
 IFC = ROOT.parent / "shared" / "data" / "ifc"
@@ -48,7 +49,7 @@ pytestmark = pytest.mark.skipif(not Path("/usr/share/proj/egm96_15.gtx").is_file
 
 
 def _app(settings: Settings, store: DuckDBStore, tiles: Path) -> FastAPI:
-    return create_app(settings, store=store, tiles_dir=tiles, buildings_tiles_dir=tiles.parent / "buildings")
+    return create_app(settings, store=store, tiles_dir=tiles, buildings_tiles_dir=tiles.parent / "buildings", security=trusted('reviewer'))
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,8 @@ from cim.heights import get_geoid
 from cim.settings import Settings
 from cim.store import DuckDBStore
 from converters.pipes.ingest import SurveyOptions, ingest_survey
+from tests.api.trusted import trusted
+from tiles.buildings import build_buildings_tileset
 from tiles.pipes import TilingOptions, build_pipe_tileset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,9 +67,15 @@ def _browser_available() -> None:
 
 
 @pytest.fixture(scope="module")
-def store() -> Iterator[DuckDBStore]:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DuckDBStore]:
+    """The sample district plus the sample office submitted at drawing review (it fails its checks)."""
+    from converters.ifc.submit import submit_model
+
     s = DuckDBStore(":memory:")
     ingest_survey([REPO / "sample_data" / "jinan_district"], s, SurveyOptions(), SETTINGS)
+    settings = SETTINGS.model_copy(update={"files_dir": tmp_path_factory.mktemp("files")})
+    submit_model(REPO / "sample_data" / "jinan_building" / "office_v1.ifc", s, project="历下区综合办公楼",
+                 stage="drawing_review", settings=settings)
     yield s
     s.close()
 
@@ -79,6 +87,7 @@ def tiles(store: DuckDBStore, tmp_path_factory: pytest.TempPathFactory, request:
     # small leaves: the browser has to refine a tree of tiles, as with a real city
     build_pipe_tileset(store, out, storage_crs=STORAGE, geoid=get_geoid("egm96"),
                        options=TilingOptions(leaf_capacity=300, compress=request.param))
+    build_buildings_tileset(store, out.parent / "buildings", storage_crs=STORAGE, geoid=get_geoid("egm96"))
     return out
 
 
@@ -93,8 +102,9 @@ def server(store: DuckDBStore, tiles: Path) -> Iterator[str]:
     import uvicorn
 
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(SETTINGS, store=store, tiles_dir=tiles), host="127.0.0.1",
-                                        port=port, log_level="warning"))
+    app = create_app(SETTINGS, store=store, tiles_dir=tiles, buildings_tiles_dir=tiles.parent / "buildings",
+                     security=trusted("reviewer"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -235,3 +245,11 @@ def test_excavation_and_cross_section_in_the_viewer(run: dict[str, Any]) -> None
     assert run["target"]["id"] in pit["hits"]  # a 3 m pit over a water main at ~2 m cover hits it
     assert pit["roles"]["excavation"] == 1 and pit["drawn"] >= 2
     assert section["roles"] and section["chartShown"] is True
+
+
+def test_the_submitted_model_is_shown_coloured_by_its_check_result(run: dict[str, Any]) -> None:
+    bim = run["bim"]
+    assert bim["tilesetLoaded"] is True and bim["submissions"] >= 1
+    shown = bim["shown"]
+    assert shown["failed"] >= 1 and shown["coloured"] >= shown["failed"]  # the planted defects in red
+    assert shown["passed"] >= 1

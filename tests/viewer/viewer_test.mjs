@@ -134,6 +134,19 @@ try {
   await page.waitForTimeout(300);
   await page.screenshot({ path: join(opt.out, 'viewer-analysis.png') });
 
+  // BIM: the submitted office, coloured by its check result.
+  const bim = await page.evaluate(async () => {
+    const v = window.cimViewer;
+    await v.bim.ready;
+    const subs = await v.bim.loadSubmissions();
+    const shown = subs.length ? await v.bim.showSubmission(subs[subs.length - 1].id, { fly: true }) : null;
+    if (v.bim.tileset) await new Promise((resolve) => setTimeout(resolve, 500));
+    return { tilesetLoaded: Boolean(v.bim.tileset), submissions: subs.length, shown };
+  });
+  lap('bim');
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: join(opt.out, 'viewer-bim.png') });
+
   // Under ground, for the picture.
   const underground = await page.evaluate(async () => {
     const v = window.cimViewer;
@@ -147,7 +160,7 @@ try {
   await page.screenshot({ path: join(opt.out, 'viewer-underground.png') });
   lap('underground');
 
-  console.log(JSON.stringify({ opened, picked, hidden, shownAgain, searched, analyses, underground, external, consoleErrors, timings }));
+  console.log(JSON.stringify({ opened, picked, hidden, shownAgain, searched, analyses, bim, underground, external, consoleErrors, timings }));
 } catch (err) {
   console.log(JSON.stringify({ error: String(err && err.stack ? err.stack : err), external, consoleErrors, timings }));
   process.exitCode = 1;

@@ -174,8 +174,9 @@ class Located:
 
 
 def to_lonlat_geometry(geom: BaseGeometry, frame: Frame) -> dict[str, Any]:
-    """GeoJSON geometry of ``geom`` (storage CRS) in lon/lat (+ ellipsoidal height when it has Z)."""
-    has_z = bool(shapely.has_z(geom))
+    """GeoJSON geometry of ``geom`` (storage CRS) in lon/lat (+ ellipsoidal height when every vertex has a
+    finite Z; otherwise 2D, since GeoJSON has no "unknown height")."""
+    has_z = bool(shapely.has_z(geom)) and bool(np.isfinite(shapely.get_coordinates(geom, include_z=True)[:, 2]).all())
 
     def move(c: np.ndarray) -> np.ndarray:
         z = c[:, 2] if has_z else np.full(len(c), np.nan)

@@ -1235,6 +1235,16 @@ def _roof(b: _Builder) -> None:
     b.pset(roof, "Pset_RoofCommon", {"Reference": "WM1", "IsExternal": True, "FireRating": "1.00h"})
 
 
+def _canonical_order(f: Any) -> None:
+    """Sort every relationship's entity lists by step id: ifcopenshell.api keeps some of them in sets, whose
+    order depends on the process's memory layout, and the committed files must regenerate byte for byte."""
+    for rel in f.by_type("IfcRelationship"):
+        info = rel.get_info(recursive=False)
+        for name, value in info.items():
+            if isinstance(value, tuple) and len(value) > 1 and all(hasattr(v, "id") and callable(v.id) for v in value):
+                setattr(rel, name, sorted(value, key=lambda v: v.id()))
+
+
 def generate_building(path: Path | str, *, variant: str = "v1") -> BuildingSummary:
     """Write the office building as IFC4 to ``path``; ``variant`` ``v1`` (drawing review) or ``v2`` (handover)."""
     if variant not in VARIANTS:
@@ -1243,6 +1253,7 @@ def generate_building(path: Path | str, *, variant: str = "v1") -> BuildingSumma
     _build(b)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _canonical_order(b.f)
     b.f.write(str(path))
     counts: dict[str, int] = {}
     for e in b.f.by_type("IfcElement"):

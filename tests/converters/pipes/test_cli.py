@@ -123,6 +123,8 @@ def test_datasets_and_info_show_the_catalogue(tmp_path: Path) -> None:
     store = f"duckdb:///{tmp_path}/cim.duckdb"
     invoke("demo", "--store", store, "--out", str(tmp_path / "out"), "--no-serve")
     listed = json.loads(invoke("datasets", "--json", "--store", store).output)
-    assert [d["id"] for d in listed] == ["jinan_district"]
+    kinds = {d["id"]: d["kind"] for d in listed}
+    assert kinds["jinan_district"] == "pipe_survey"
+    assert sorted(kinds.values()) == ["bim", "pipe_survey"]  # the demo also submits the sample office
     info = json.loads(invoke("info", "jinan_district", "--store", store).output)
     assert info["current"] == {"pipe_points": 765, "pipe_segments": 840}

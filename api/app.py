@@ -30,6 +30,7 @@ import cim
 from api.analysis import analysis_router
 from api.bim import bim_router
 from api.errors import AssetsMissingError, add_exception_handlers
+from api.ogc import ogc_router, ogc_store
 from api.security import ScopedServices, scoped_services, secure_app
 from cim.analysis.common import Frame
 from cim.analysis.contacts import OwnerContact, load_contacts
@@ -153,6 +154,11 @@ def get_services(request: Request) -> ScopedServices:
 Svc = Annotated[ScopedServices, Depends(get_services)]
 
 
+def scoped_store(request: Request) -> DuckDBStore:
+    """The caller's scoped store (what the OGC API routes read)."""
+    return scoped_services(request).store()
+
+
 def data_router() -> APIRouter:
     """``/api``: feature search for fly-to, the ground surface, QC findings, health."""
     router = APIRouter(prefix="/api", tags=["api"])
@@ -218,6 +224,8 @@ def create_app(settings: Settings | None = None, *, store: DuckDBStore | None = 
     app.include_router(data_router())
     app.include_router(analysis_router())
     app.include_router(bim_router())
+    app.include_router(ogc_router())
+    app.dependency_overrides[ogc_store] = scoped_store
     _mount_static(app, VIEWER_DIR, Path(cesium_dir or CESIUM_DIR))
     secure_app(app, services.settings, config=security)  # last: it wraps the app and its lifespan
     return app

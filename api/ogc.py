@@ -120,8 +120,11 @@ class OGCRoute(APIRoute):
 
 
 # -- dependencies --------------------------------------------------------------------------------------------
-def ogc_store(request: Request) -> Any:
-    """The store the OGC routes read (override to serve a security-scoped view)."""
+async def ogc_store(request: Request) -> Any:
+    """The store the OGC routes read (override to serve a security-scoped view).
+
+    ``async`` only to spare a thread-pool hop per request: it does no I/O beyond opening the store once.
+    """
     return request.app.state.services.store()
 
 
@@ -365,7 +368,8 @@ def ogc_router() -> APIRouter:
         headers = {"Content-Crs": f"<{page.crs.uri}>"}
         if html:
             body = json.loads(_page_body(page, links))
-            return Response(ogc_html.items(body, c.title), media_type="text/html; charset=utf-8", headers=headers)
+            return Response(ogc_html.items(body, c.title, f"{_urls(request).ogc}/collections/{c.id}/items"),
+                            media_type="text/html; charset=utf-8", headers=headers)
         return Response(_page_body(page, links), media_type=GEOJSON, headers=headers)
 
     @router.get("/collections/{collectionId}/items/{featureId}", operation_id="getFeature",
@@ -419,7 +423,7 @@ def _records(request: Request, view: View, c: Collection, f: str | None, *, bbox
             "numberReturned": len(page), "timeStamp": time_stamp(),
             "links": _items_links(request, offset + limit < len(found), offset, limit, HTML if html else GEOJSON)}
     if html:
-        return _html(ogc_html.items(body, c.title))
+        return _html(ogc_html.items(body, c.title, f"{urls.ogc}/collections/{c.id}/items"))
     return _json(body, GEOJSON, {"Content-Crs": f"<{CRS84}>"})
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 _STYLE = """body{font-family:system-ui,"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:1.5rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left;
@@ -70,15 +71,15 @@ def collection(body: dict[str, Any]) -> str:
                  + _links_table(body["links"]), body["links"])
 
 
-def items(body: dict[str, Any], title: str) -> str:
-    """A page of features or records as a table (id, properties, geometry)."""
+def items(body: dict[str, Any], title: str, item_base: str = "") -> str:
+    """A page of features or records as a table (id, properties, geometry); ids link to ``item_base/<id>``."""
     feats = body.get("features", [])
     names: list[str] = []
     for f in feats:
         names += [k for k in (f.get("properties") or {}) if k not in names]
     head = "".join(f"<th>{escape(n)}</th>" for n in names)
     rows = "".join(
-        f'<tr><td><a href="{escape(_html_href(f, "self"))}">{escape(str(f.get("id")))}</a></td>'
+        f'<tr><td><a href="{escape(_item_href(item_base, f))}">{escape(str(f.get("id")))}</a></td>'
         + "".join(f"<td>{_value((f.get('properties') or {}).get(n))}</td>" for n in names)
         + f'<td class="geom">{_value(f.get("geometry"))}</td></tr>' for f in feats)
     counts = f"<p>numberReturned: {body.get('numberReturned')}"
@@ -104,6 +105,10 @@ def queryables(body: dict[str, Any]) -> str:
                    for k, v in body["properties"].items())
     return _page(body.get("title", "Queryables"), f"<table><tr><th>name</th><th>title</th><th>type</th></tr>{rows}"
                                                   "</table>")
+
+
+def _item_href(base: str, feature: dict[str, Any]) -> str:
+    return f"{base}/{quote(str(feature.get('id')), safe=':$')}?f=html"
 
 
 def _html_href(obj: dict[str, Any], rel: str) -> str:

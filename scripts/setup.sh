@@ -19,6 +19,14 @@ if [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
 fi
 
+# GDAL's command-line tools: the OGC API - Features test reads our service with the OAPIF driver (a real client).
+if ! command -v ogrinfo >/dev/null 2>&1; then
+  echo "setup: installing Debian gdal-bin (ogrinfo/ogr2ogr for the OGC API client test)" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gdal-bin >/dev/null
+fi
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

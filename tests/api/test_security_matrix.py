@@ -355,3 +355,19 @@ def test_tiles_open_up_when_every_pipe_dataset_is_readable(graded: DuckDBStore, 
         with graded.transaction() as con:
             con.execute("UPDATE datasets SET grade = '核心' WHERE id = 'core'")
     assert c.get("/tiles/pipes/tileset.json", headers=headers["planner"]).status_code == 403
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_ogc_features_obey_the_rule(client: tuple[TestClient, SecurityServices],
+                                    headers: dict[str, dict[str, str]], role: str) -> None:
+    c, _ = client
+    r = c.get("/ogc/collections/pipe-points/items", params={"limit": 10000}, headers=headers[role])
+    assert r.status_code == 200, r.text
+    assert_no_leak(role, r.text)
+    features = r.json()["features"]
+    readable = {ds for ds, level in EXPECTED[role].items() if level is not Access.NONE}
+    assert (len(features) > 0) == bool(readable)
+    if role in ("anonymous", "public"):
+        pts = coordinates(r.json())
+        assert pts and not any(has_height(p) for p in pts)
+        assert on_grid([p[0] for p in pts], [p[1] for p in pts])

@@ -49,7 +49,7 @@
 
   const stats = { tilesLoaded: 0, allTilesLoaded: 0, tilesVisible: 0, qcFindings: 0, ground: null };
   const visible = new Set(); // tile contents drawn at least once
-  const state = { shown: new Set(CATEGORIES.map(([c]) => c)), highlight: null, ground: null, tileset: null };
+  const state = { shown: new Set(CATEGORIES.map(([c]) => c)), highlight: null, ground: null, tileset: null, record: null };
   const qc = new Cesium.CustomDataSource('qc');
   viewer.dataSources.add(qc);
 
@@ -162,6 +162,51 @@
     $('info-title').textContent = result.source === 'qc' ? '质检问题 QC finding' : '属性 Attributes';
     $('attrs').replaceChildren(...rows);
     $('info').hidden = false;
+    if (result.source === 'tiles' && result.properties.dataset && (result.properties.kind === 'segment' || result.properties.kind === 'point')) {
+      storeRecord(result).catch((e) => console.warn('OGC API item unavailable:', e));
+    }
+  }
+
+  // -- the full stored record of a picked pipe, from the OGC API (the same API other platforms use) -----------
+  const RECORD_FIELDS = {
+    owner: '权属单位', year: '建设年代', road: '所在道路', pressure: '压力', voltage: '电压', flow_dir: '流向',
+    length_3d: '三维长度 (m)', slope: '坡度', survey_date: '探测日期', version_from: '数据版本',
+  };
+
+  async function storeRecord(result) {
+    const collection = result.properties.kind === 'segment' ? 'pipe-segments' : 'pipe-points';
+    const id = String(result.id).replace(/'/g, "''");
+    const query = new URLSearchParams({ filter: `feature_id = '${id}' AND dataset_id = '${result.properties.dataset}'`, limit: '1' });
+    const url = `/ogc/collections/${collection}/items?${query}`;
+    const fc = await getJSON(url);
+    const feature = fc.features && fc.features[0];
+    state.record = feature || null;
+    if (!feature || state.highlight !== result.id) return null; // another pick came first
+    const extra = [];
+    for (const [k, label] of Object.entries(RECORD_FIELDS)) {
+      const v = feature.properties[k];
+      if (v === undefined || v === null || v === '') continue;
+      const th = document.createElement('th');
+      const td = document.createElement('td');
+      th.textContent = label;
+      td.textContent = typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : String(v);
+      const tr = document.createElement('tr');
+      tr.append(th, td);
+      extra.push(tr);
+    }
+    const link = document.createElement('a');
+    link.href = `/ogc/collections/${collection}/items/${encodeURIComponent(feature.id)}?f=html`;
+    link.target = '_blank';
+    link.textContent = 'OGC API 要素 item';
+    const th = document.createElement('th');
+    th.textContent = '服务 API';
+    const td = document.createElement('td');
+    td.appendChild(link);
+    const tr = document.createElement('tr');
+    tr.className = 'ogc-record';
+    tr.append(th, td);
+    $('attrs').append(...extra, tr);
+    return feature;
   }
 
   function pickAt(x, y) {
@@ -324,7 +369,7 @@
 
   window.cimViewer = {
     viewer, tileset: null, stats, qc, setCategory, search, goUnderground, overview, whenTilesLoaded, groundAt, districtSphere,
-    pick: pickAt, ready: null, status, onPick: null,
+    pick: pickAt, ready: null, status, onPick: null, storeRecord, state,
   };
   window.cimPick = pickAt;
   window.cimViewer.ready = init().catch((e) => { status(`加载失败 failed: ${e.message}`, true); throw e; });

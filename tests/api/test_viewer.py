@@ -192,6 +192,12 @@ def test_a_click_on_a_known_pipe_returns_its_id_and_stored_attributes(run: dict[
     assert props["size"].startswith("DN")
 
 
+def test_the_attribute_panel_reads_the_stored_record_from_the_ogc_api(run: dict[str, Any]) -> None:
+    record = run["picked"]["record"]
+    assert record is not None and record["feature_id"] == run["target"]["id"]
+    assert record["owner"] and record["link"] is True
+
+
 def test_the_picked_position_is_on_the_pipe_inside_the_district(run: dict[str, Any], store: DuckDBStore) -> None:
     west, south, east, north = _district(store)
     pos, target = run["picked"]["result"]["position"], run["target"]

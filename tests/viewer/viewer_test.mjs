@@ -73,7 +73,11 @@ try {
     await v.whenTilesLoaded();
     const win = Cesium.SceneTransforms.worldToWindowCoordinates(scene, Cesium.Cartesian3.fromDegrees(lon, lat, height));
     const result = window.cimPick(win.x, win.y);
-    return { window: { x: win.x, y: win.y }, result };
+    // the full stored record comes from the OGC API, as for any other client
+    const feature = result ? await v.storeRecord(result) : null;
+    const record = feature && { feature_id: feature.properties.feature_id, owner: feature.properties.owner,
+      link: Boolean(document.querySelector('#attrs tr.ogc-record a')) };
+    return { window: { x: win.x, y: win.y }, result, record };
   }, target);
   lap('picked');
   await page.waitForTimeout(300); // let the highlight render before the screenshot

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cim.errors import InvalidInputError
 from cim.heights import get_geoid
 from cim.qc.report import write_report
 from cim.settings import Settings, get_settings
@@ -27,12 +28,12 @@ SAMPLE_SUBMISSIONS = (("office_v1.ifc", "drawing_review"), ("office_v2.ifc", "ha
 SAMPLE_PROJECT = "历下区综合办公楼"
 
 
-def demo_security() -> Any:
-    """The demo's access rules: served on 127.0.0.1 only, anonymous visitors act as a plan reviewer (they see
-    the 重要 sample data and may review submissions); everything else as configured (audit on)."""
+def local_security(role: str = "reviewer") -> Any:
+    """Access rules for a service on 127.0.0.1: anonymous visitors act as ``role`` (never admin); everything
+    else as configured (audit on). The demo uses a plan reviewer, who sees the 重要 sample data and may review."""
     from cim.security.config import parse_security_config
 
-    return parse_security_config({"auth": {"anonymous_role": "reviewer"}})
+    return parse_security_config({"auth": {"anonymous_role": role}})
 
 
 def serve(settings: Settings, tiles: Path, host: str, port: int, buildings: Path | None = None,
@@ -91,10 +92,18 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8000, "--port", help="TCP port"),
         tiles: Path = typer.Option(Path("out/tiles/pipes"), "--tiles", help="Pipe tileset folder to serve"),
         store: str | None = typer.Option(None, "--store", help="Store URL (default: $CIM_STORE)"),
+        local_role: str = typer.Option(None, "--local-role", help="On a loopback host only: anonymous visitors act "
+                                       "as this role (planner, reviewer, platform) instead of the public"),
     ) -> None:
-        """Serve the API and the planners' viewer (http://HOST:PORT/viewer)."""
+        """Serve the API and the planners' viewer (http://HOST:PORT/viewer); access rules from $CIM_SECURITY_FILE."""
         settings = get_settings()
-        serve(settings.model_copy(update={"store": store or settings.store}), tiles, host, port)
+        security = None
+        if local_role:
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise InvalidInputError("--local-role is for a loopback host only; give callers API keys or tokens "
+                                        "(CIM_SECURITY_FILE) on a network interface", field="local_role")
+            security = local_security(local_role)
+        serve(settings.model_copy(update={"store": store or settings.store}), tiles, host, port, security=security)
 
     @app.command("demo")
     def demo_cmd(
@@ -131,4 +140,4 @@ def register(app: typer.Typer) -> None:
             s.close()
         if not no_serve:
             serve(settings.model_copy(update={"store": store or settings.store}), out / "tiles" / "pipes",
-                  "127.0.0.1", port, security=demo_security())
+                  "127.0.0.1", port, security=local_security("reviewer"))

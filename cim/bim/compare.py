@@ -9,11 +9,11 @@ storey, materials and classifications are listed as changed attributes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from cim.errors import InvalidInputError, NotFoundError
+from cim.store.duckdb_ import json_value
 
 #: bim_elements columns compared as attributes (besides the hashes).
 ATTRIBUTES: tuple[str, ...] = (
@@ -84,22 +84,13 @@ class Comparison:
         }
 
 
-def _load(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 def diff_property_sets(old: Any, new: Any) -> list[str]:
     """``Set.Property`` names whose value differs (a set present on one side only lists all its properties).
 
     Accepts ``{"Pset_X": {"Prop": value}}`` objects (or their JSON text); other shapes are compared by
     top-level key.
     """
-    old, new = _load(old) or {}, _load(new) or {}
+    old, new = json_value(old) or {}, json_value(new) or {}
     if not isinstance(old, dict) or not isinstance(new, dict):
         return [] if old == new else ["*"]
     changed: list[str] = []
@@ -164,7 +155,7 @@ def compare_versions(store: Any, dataset_id: str, v1: int, v2: int) -> Compariso
         if not row["in_b"]:
             result.removed.append(ElementRef(gid, row["a_ifc_class"], row["a_name"]))
             continue
-        attributes = tuple(c for c in ATTRIBUTES if _load(row[f"a_{c}"]) != _load(row[f"b_{c}"]))
+        attributes = tuple(c for c in ATTRIBUTES if json_value(row[f"a_{c}"]) != json_value(row[f"b_{c}"]))
         if not (row["geometry_changed"] or row["properties_changed"] or attributes):
             result.unchanged += 1
             continue

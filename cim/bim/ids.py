@@ -35,7 +35,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cim.bim.ifc_schema import FILE_SCHEMA, SCHEMA_ALIASES, SUPPORTED_SCHEMAS, rewrite_schema
 from cim.errors import CIMError, InvalidInputError, NotFoundError
 
 #: The default rule set for Chinese drawing review at delivery level LOD3.0 (构件级).
@@ -450,15 +450,16 @@ def _spec_findings(spec: Any, rule_id: str, severity: str, usage: str) -> Iterat
 
 
 # -- IFC schema aliases -------------------------------------------------------------------------
-_FILE_SCHEMA = re.compile(rb"FILE_SCHEMA\s*\(\s*\(\s*'([^']*)'", re.IGNORECASE)
 _HEADER_BYTES = 1 << 16
 
 
 def schema_alias(name: str) -> str | None:
     """The ifcopenshell schema to read a header's schema name as (``IFC4X3_ADD1`` -> ``IFC4X3_ADD2``)."""
     upper = name.strip().upper()
-    if upper in ("IFC2X3", "IFC4", "IFC4X3_ADD2"):
+    if upper in SUPPORTED_SCHEMAS:
         return upper
+    if upper in SCHEMA_ALIASES:
+        return SCHEMA_ALIASES[upper]
     if upper.startswith("IFC4X3"):
         return "IFC4X3_ADD2"
     if upper.startswith("IFC2X3"):
@@ -474,7 +475,7 @@ def openable_ifc(path: str | Path) -> Iterator[tuple[Path, str | None, str | Non
     path = Path(path)
     with path.open("rb") as f:
         head = f.read(_HEADER_BYTES)
-    match = _FILE_SCHEMA.search(head)
+    match = FILE_SCHEMA.search(head)
     declared = match.group(1).decode("ascii", "replace") if match else None
     used = schema_alias(declared) if declared else None
     if declared is None or used is None or used == declared:
@@ -482,10 +483,7 @@ def openable_ifc(path: str | Path) -> Iterator[tuple[Path, str | None, str | Non
         return
     with tempfile.TemporaryDirectory(prefix="cim-ifc-") as tmp:
         copy = Path(tmp) / path.name
-        with path.open("rb") as src, copy.open("wb") as dst:
-            src.seek(match.end(1))
-            dst.write(head[: match.start(1)] + used.encode("ascii"))
-            shutil.copyfileobj(src, dst, 1 << 20)
+        rewrite_schema(path, copy, used)
         yield copy, declared, used
 
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import html
-import json
 import tempfile
 import uuid
 from collections import Counter
@@ -24,6 +23,7 @@ from typing import Any
 
 from cim import __version__
 from cim.bim.submissions import events, get_submission
+from cim.store.duckdb_ import json_value
 
 REPORT_SCHEMA_PATH = Path(__file__).with_name("rules") / "report.schema.json"
 REPORT_SCHEMA_ID = "https://cim-service.example/schemas/bim-review-report/1.0"
@@ -40,15 +40,6 @@ def _ts(value: datetime | None) -> str | None:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat() + "Z"
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _findings(store: Any, submission_id: str, dataset_id: str, version: int) -> list[dict[str, Any]]:
@@ -83,7 +74,7 @@ def _model(store: Any, dataset_id: str, version: int) -> dict[str, Any] | None:
     )
     if row is None:
         return None
-    georef = _json(row[5])
+    georef = json_value(row[5])
     origin = None if row[6] is None and row[7] is None else [row[6], row[7], row[8]]
     return {
         "ifc_schema": row[0],

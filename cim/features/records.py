@@ -13,7 +13,6 @@ and queried with the Records core parameters: ``bbox`` (CRS84), ``datetime``, ``
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from cim.errors import InvalidInputError, NotFoundError
 from cim.features.collections import CATALOGUE, Collection, View
 from cim.features.crs import parse_bbox, supported_codes
+from cim.store.duckdb_ import json_value
 
 RECORD_CORE = "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/record-core"
 GEOJSON = "application/geo+json"
@@ -40,15 +40,6 @@ def _iso(t: Any) -> str | None:
     return t.isoformat() + "Z" if isinstance(t, datetime) else None
 
 
-def _loads(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _polygon(bbox: tuple[float, float, float, float] | list[float] | None) -> dict[str, Any] | None:
     if not bbox:
         return None
@@ -60,8 +51,8 @@ def _dataset_record(view: View, dataset_id: str, urls: Urls) -> dict[str, Any]:
     state = view.registry.datasets[dataset_id]
     row = state.row
     versions = sorted(state.versions.items())
-    meta = _loads(row.get("metadata")) or {}
-    provenance = _loads(row.get("provenance")) or {}
+    meta = json_value(row.get("metadata")) or {}
+    provenance = json_value(row.get("provenance")) or {}
     qc = meta.get("qc") if isinstance(meta, dict) else None
     members = [c for c in view.collections.values()
                if c.source is not None and dataset_id in view.registry.member_datasets(c, [dataset_id])
@@ -104,7 +95,7 @@ def _dataset_record(view: View, dataset_id: str, urls: Urls) -> dict[str, Any]:
                 "extent": {"bbox_crs84": list(bbox) if bbox else None,
                            "bbox_storage": [row.get("minx"), row.get("miny"), row.get("maxx"), row.get("maxy")],
                            "height_range_1985": [row.get("minz"), row.get("maxz")]},
-                "quality": {"qc": qc, "versions": [{"version": v, "qc": _loads(q)} for v, q in _qc(view, dataset_id)]},
+                "quality": {"qc": qc, "versions": [{"version": v, "qc": json_value(q)} for v, q in _qc(view, dataset_id)]},
                 "time": {"created": _iso(row.get("created_at")), "updated": _iso(row.get("updated_at")),
                          "current_version": row.get("current_version"),
                          "versions": [{"version": v, "created": _iso(t)} for v, t in versions]},

@@ -316,6 +316,16 @@ class DuckDBStore:
             )
 
 
+def json_value(value: Any) -> Any:
+    """A JSON column's value as Python (DuckDB hands JSON columns out as text); other text is returned as is."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def rechunk(table: pa.Table, rows: int = 122_880) -> pa.Table:
     """The same table in batches of at most ``rows`` (zero-copy), so DuckDB scans it on every core."""
     return pa.Table.from_batches(table.to_batches(max_chunksize=rows), schema=table.schema)

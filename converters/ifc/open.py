@@ -18,21 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cim.bim.ifc_schema import FILE_SCHEMA, HEADER_LIMIT, SCHEMA_ALIASES, SUPPORTED_SCHEMAS, rewrite_schema
 from cim.errors import InvalidInputError, UnsupportedError
 
 MAGIC = b"ISO-10303-21;"
 END = b"END-ISO-10303-21;"
-#: schema names IfcOpenShell 0.9 refuses, mapped to the one it reads
-SCHEMA_ALIASES: dict[str, str] = {
-    "IFC4X3": "IFC4X3_ADD2",
-    "IFC4X3_ADD1": "IFC4X3_ADD2",
-    "IFC4X3_RC2": "IFC4X3_ADD2",
-}
-SUPPORTED_SCHEMAS = ("IFC2X3", "IFC4", "IFC4X3_ADD2")
-_HEADER_LIMIT = 1 << 20  # the HEADER section must end within the first MiB
 _TAIL = 1 << 16
 _COMMENT = re.compile(rb"/\*.*?\*/", re.S)
-_SCHEMA_RE = re.compile(rb"FILE_SCHEMA\s*\(\s*\(\s*'([^']*)'", re.I)
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,7 @@ def sniff(path: Path | str, *, max_bytes: int | None = None) -> IfcHeader:
             file=str(p),
         )
     with open(p, "rb") as f:
-        head = f.read(_HEADER_LIMIT)
+        head = f.read(HEADER_LIMIT)
         f.seek(max(0, size - _TAIL))
         tail = f.read()
     _check_magic(head, p)
@@ -83,7 +75,7 @@ def sniff(path: Path | str, *, max_bytes: int | None = None) -> IfcHeader:
     if end_header < 0:
         raise InvalidInputError("no end of the HEADER section (ENDSEC;) in the first MiB", file=str(p))
     header = _COMMENT.sub(b" ", body[:end_header])
-    match = _SCHEMA_RE.search(header)
+    match = FILE_SCHEMA.search(header)
     if not match:
         raise InvalidInputError(
             "HEADER has no FILE_SCHEMA(('...')) naming the IFC schema", file=str(p), field="FILE_SCHEMA"
@@ -151,22 +143,6 @@ def openable(header: IfcHeader) -> Iterator[Path]:
         yield target
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def rewrite_schema(source: Path, target: Path, schema: str) -> None:
-    """Copy ``source`` to ``target`` with only the FILE_SCHEMA name replaced by ``schema``."""
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        head = src.read(_HEADER_LIMIT)
-        end_header = head.find(b"ENDSEC;")
-        header, rest = head[:end_header], head[end_header:]
-        new_header, n = _SCHEMA_RE.subn(
-            lambda m: m.group(0).replace(m.group(1), schema.encode()), header, count=1
-        )
-        if n != 1:
-            raise InvalidInputError("cannot rewrite FILE_SCHEMA", file=str(source), field="FILE_SCHEMA")
-        dst.write(new_header)
-        dst.write(rest)
-        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def load(path: Path, header: IfcHeader) -> Any:

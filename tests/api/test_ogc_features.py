@@ -25,6 +25,7 @@ from cim.store import DuckDBStore
 from converters.ifc.georef import UserPlacement
 from converters.ifc.ingest import IfcOptions, ingest_ifc
 from converters.pipes.ingest import SurveyOptions, ingest_survey
+from tests.api.trusted import trusted
 
 ROOT = Path(__file__).resolve().parents[2]
 HOUSE = ROOT.parent / "shared" / "data" / "ifc" / "ifc4_ifcopenshell_ifcopenhouse.ifc"
@@ -37,18 +38,11 @@ GEOID_SHIFT = (f"+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad +
                f"+grids={GTX} +multiplier=1 +step +proj=unitconvert +xy_in=rad +xy_out=deg")
 
 
-def _open_security() -> dict[str, Any]:
-    """When the app has the security layer: anonymous callers read as planners, no rate limits, no audit."""
-    from cim.security.config import parse_security_config
-
-    return {"security": parse_security_config({
-        "auth": {"anonymous_role": "planner"}, "audit": {"enabled": False},
-        "limits": {"requests_per_minute": 0, "anonymous_requests_per_minute": 0, "ip_requests_per_minute": 0}})}
 
 
 def ogc_app(store: DuckDBStore, tiles: Path) -> FastAPI:
     """The app with the /ogc router (included here until api/app.py includes it)."""
-    app = create_app(SETTINGS, store=store, tiles_dir=tiles, **_open_security())
+    app = create_app(SETTINGS, store=store, tiles_dir=tiles, security=trusted())
     return app
 
 

@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import uvicorn
@@ -20,6 +19,7 @@ from api.app import create_app
 from cim.settings import Settings
 from cim.store import DuckDBStore
 from converters.pipes.ingest import SurveyOptions, ingest_survey
+from tests.api.trusted import trusted
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -29,18 +29,11 @@ pytestmark = [
 ]
 
 
-def _open_security() -> dict[str, Any]:
-    """When the app has the security layer: anonymous callers read as planners, no rate limits, no audit."""
-    from cim.security.config import parse_security_config
-
-    return {"security": parse_security_config({
-        "auth": {"anonymous_role": "planner"}, "audit": {"enabled": False},
-        "limits": {"requests_per_minute": 0, "anonymous_requests_per_minute": 0, "ip_requests_per_minute": 0}})}
 
 
 def ogc_app(store: DuckDBStore, tiles: Path) -> FastAPI:
     """The app with the /ogc router (included here until api/app.py includes it)."""
-    app = create_app(Settings(store="duckdb:///:memory:"), store=store, tiles_dir=tiles, **_open_security())
+    app = create_app(Settings(store="duckdb:///:memory:"), store=store, tiles_dir=tiles, security=trusted())
     return app
 
 

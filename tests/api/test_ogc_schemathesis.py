@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import schemathesis
@@ -17,26 +16,20 @@ from api.app import create_app
 from cim.settings import Settings
 from cim.store import DuckDBStore
 from converters.pipes.ingest import SurveyOptions, ingest_survey
+from tests.api.trusted import trusted
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = Settings(store="duckdb:///:memory:")
 pytestmark = pytest.mark.skipif(not Path("/usr/share/proj/egm96_15.gtx").is_file(), reason="EGM96 grid not installed")
 
 
-def _open_security() -> dict[str, Any]:
-    """When the app has the security layer: anonymous callers read as planners, no rate limits, no audit."""
-    from cim.security.config import parse_security_config
-
-    return {"security": parse_security_config({
-        "auth": {"anonymous_role": "planner"}, "audit": {"enabled": False},
-        "limits": {"requests_per_minute": 0, "anonymous_requests_per_minute": 0, "ip_requests_per_minute": 0}})}
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     store = DuckDBStore(":memory:")
     ingest_survey([ROOT / "sample_data" / "jinan_district"], store, SurveyOptions(), SETTINGS)
-    app = create_app(SETTINGS, store=store, tiles_dir=tmp_path_factory.mktemp("st") / "tiles", **_open_security())
+    app = create_app(SETTINGS, store=store, tiles_dir=tmp_path_factory.mktemp("st") / "tiles", security=trusted())
     yield app
     store.close()
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.security import SecurityServices, secure_app
+from api.security import SecurityServices
 from cim.security.config import parse_security_config
 from cim.store import DuckDBStore
 
@@ -268,8 +268,8 @@ def test_secure_app_reads_the_security_file_from_settings(graded: DuckDBStore, t
     from cim.security.config import SecurityConfigError
 
     with pytest.raises(SecurityConfigError, match="180 days"):  # refused at startup, not at the first request
-        secure_app(create_app(SETTINGS, store=graded, tiles_dir=tiles), SETTINGS)
+        create_app(SETTINGS, store=graded, tiles_dir=tiles)
     file.write_text("[limits]\nmax_body_bytes = 10\n", encoding="utf-8")
-    sec = secure_app(create_app(SETTINGS, store=graded, tiles_dir=tiles), SETTINGS)
+    sec = create_app(SETTINGS, store=graded, tiles_dir=tiles).state.security
     assert sec.config.limits.max_body_bytes == 10 and sec.config.source == file
     assert parse_security_config({}).limits.max_body_bytes > 10

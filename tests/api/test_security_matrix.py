@@ -55,7 +55,8 @@ def build_app(store: DuckDBStore, tiles: Path, extra: dict[str, Any] | None = No
         "limits": {"requests_per_minute": 0, "anonymous_requests_per_minute": 0, "ip_requests_per_minute": 0},
         **(extra or {}),
     }
-    app = create_app(SETTINGS, store=store, tiles_dir=tiles, security=parse_security_config(config))
+    app = create_app(SETTINGS, store=store, tiles_dir=tiles, buildings_tiles_dir=tiles.parent / "no-buildings",
+                     security=parse_security_config(config))
     return app, app.state.security
 
 

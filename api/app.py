@@ -31,6 +31,7 @@ from api.analysis import analysis_router
 from api.bim import bim_router
 from api.errors import AssetsMissingError, add_exception_handlers
 from api.ogc import ogc_router, ogc_store
+from api.realscene import realscene_router
 from api.security import ScopedServices, scoped_services, secure_app
 from cim.analysis.common import Frame
 from cim.analysis.contacts import OwnerContact, load_contacts
@@ -225,6 +226,7 @@ def create_app(settings: Settings | None = None, *, store: DuckDBStore | None = 
     app.include_router(analysis_router())
     app.include_router(bim_router())
     app.include_router(ogc_router())
+    app.include_router(realscene_router())
     app.dependency_overrides[ogc_store] = scoped_store
     _mount_static(app, VIEWER_DIR, Path(cesium_dir or CESIUM_DIR))
     secure_app(app, services.settings, config=security)  # last: it wraps the app and its lifespan

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     files_dir: Path | None = Field(
         None, description="Content-addressed store of submitted files (default: <store file>.files next to the store)"
     )
+    assets_dir: Path | None = Field(
+        None, description="Folder of real-scene assets (point clouds, rasters, meshes and their tilesets); default: "
+        "<store file>.assets next to the store"
+    )
     security_file: Path | None = Field(
         None, description="TOML of keys, JWT issuers, roles, limits, audit retention and CORS (see cim.security.config)"
     )

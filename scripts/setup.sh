@@ -27,12 +27,20 @@ if ! command -v ogrinfo >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gdal-bin >/dev/null
 fi
 
+# OpenSceneGraph's osgconv reads oblique-photogrammetry OSGB tiles; PostgreSQL 15 + PostGIS 3 for the server store.
+if ! command -v osgconv >/dev/null 2>&1 || [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+  echo "setup: installing Debian openscenegraph, postgresql-15-postgis-3" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openscenegraph postgresql-15-postgis-3 >/dev/null
+fi
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -c "import cim, converters, tiles, api, duckdb_extension_spatial, meshopt, fastapi, rasterio, matplotlib, ifcopenshell, ifctester, bcf, cql2, jwt, multipart"
+.venv/bin/python -c "import cim, converters, tiles, api, duckdb_extension_spatial, meshopt, fastapi, rasterio, matplotlib, ifcopenshell, ifctester, bcf, cql2, jwt, multipart, laspy, lazrs, rio_tiler, quantized_mesh_encoder, pydelatin, psycopg, dask.distributed, hypothesis"
 
 # Node tooling for the tests (Khronos glTF validator), pinned by package-lock.json; no install scripts run.
 if command -v npm >/dev/null 2>&1; then

@@ -205,6 +205,36 @@ class DuckDBStore:
             )
         return VersionInfo(info.id, version, counts)
 
+    def write_asset(
+        self,
+        info: DatasetInfo,
+        *,
+        extent: tuple[float | None, ...],
+        sources: list[dict[str, Any]] | None = None,
+        counts: dict[str, Any] | None = None,
+        note: str | None = None,
+    ) -> VersionInfo:
+        """Record one ingest of a file-based dataset (point cloud, raster, mesh, tileset) as a new version.
+
+        The data stay in files (``info.metadata`` says where); the store keeps the catalogue entry, its
+        ``extent`` (minx, miny, minz, maxx, maxy, maxz in ``info.storage_crs``, NULLs where unknown) and a
+        version row, written in one transaction.
+        """
+        info.validate()
+        if len(extent) != 6:
+            raise InvalidInputError("an asset extent has six values: minx, miny, minz, maxx, maxy, maxz")
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with self.transaction() as con:
+            row = con.execute("SELECT current_version FROM datasets WHERE id = ?", [info.id]).fetchone()
+            version = (row[0] if row else 0) + 1
+            self._upsert_dataset(con, info, version, now, tuple(extent))
+            con.execute(
+                "INSERT INTO dataset_versions VALUES (?, ?, ?, 'ingest', ?, ?, ?, ?)",
+                [info.id, version, now, json.dumps(sources or [], ensure_ascii=False),
+                 json.dumps(counts or {}, ensure_ascii=False), json.dumps({}), note],
+            )
+        return VersionInfo(info.id, version, counts or {})
+
     def _merge(
         self, con: duckdb.DuckDBPyConnection, table: str, new: str, dataset_id: str, version: int, kind: str
     ) -> dict[str, int]:

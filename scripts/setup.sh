@@ -40,7 +40,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -c "import cim, converters, tiles, api, duckdb_extension_spatial, meshopt, fastapi, rasterio, matplotlib, ifcopenshell, ifctester, bcf, cql2, jwt, multipart, laspy, lazrs, rio_tiler, quantized_mesh_encoder, pydelatin, psycopg, dask.distributed, hypothesis"
+.venv/bin/python -c "import cim, converters, tiles, api, duckdb_extension_spatial, meshopt, fastapi, rasterio, matplotlib, ifcopenshell, ifctester, bcf, cql2, jwt, multipart, laspy, lazrs, rio_tiler, quantized_mesh_encoder, pydelatin, psycopg, dask.distributed, hypothesis, plyfile, defusedxml, PIL"
 
 # Node tooling for the tests (Khronos glTF validator), pinned by package-lock.json; no install scripts run.
 if command -v npm >/dev/null 2>&1; then

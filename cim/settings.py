@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         None, description="TOML of keys, JWT issuers, roles, limits, audit retention and CORS (see cim.security.config)"
     )
     jwt_secret: SecretStr | None = Field(None, description="Shared secret for HS256 bearer tokens")
+    linkage_file: Path | None = Field(
+        None, description="TOML of the platform linkage: this platform, upstreams, cities (cim.linkage.config)"
+    )
     max_upload_bytes: int = Field(2 * 1024**3, description="Largest source file accepted")
     staging_memory: str = Field("2GB", description="DuckDB memory limit of an ingest's staging database (spills beyond)")
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from cim.bim.schema import BIM_DDL, BIM_INDEXES
 from cim.errors import InvalidInputError, NotFoundError, StoreError
+from cim.linkage.schema import LINKAGE_DDL
 from cim.security.schema import SECURITY_DDL
 from cim.store import schema
 from cim.store.spatial import connect
@@ -89,7 +90,7 @@ class DuckDBStore:
     # -- plumbing -------------------------------------------------------------------------------
     def _init_schema(self) -> None:
         with self.transaction() as con:
-            for ddl in (*schema.DDL, *BIM_DDL, *SECURITY_DDL):
+            for ddl in (*schema.DDL, *BIM_DDL, *SECURITY_DDL, *LINKAGE_DDL):
                 con.execute(ddl)
             for ddl in (*schema.INDEXES, *BIM_INDEXES):
                 con.execute(ddl)

@@ -99,6 +99,10 @@ class CoverRequest(_Body):
     crs: str | None = None
     road_type: str = "carriageway"
     dataset: str | None = None
+    dem: str | None = Field(None, max_length=200, description="Catalogued DEM dataset id: report its ground beside "
+                            "the survey's")
+    ground_tolerance_m: float | None = Field(None, ge=0, le=100, description="DEM vs surveyed ground difference "
+                                             "reported as a mismatch (default 0.3 m)")
 
 
 def render(result: Any, f: str, *, name: str, download: bool = False) -> Response:
@@ -145,6 +149,16 @@ def _contacts(svc: Annotated[AnalysisServices, Depends(analysis_services)]) -> M
     return svc.contacts
 
 
+def _dem_ground(svc: AnalysisServices, store: DuckDBStore, dem: str | None) -> Any:
+    """The catalogued DEM ``dem`` as a ground model (None without one); 404 when the caller may not read it."""
+    if not dem:
+        return None
+    from cim.analysis.ground import catalogued_dem
+
+    return catalogued_dem(store, dem, getattr(svc, "settings", None))
+
+
+SvcDep = Annotated[AnalysisServices, Depends(analysis_services)]
 StoreDep = Annotated[DuckDBStore, Depends(_store)]
 FrameDep = Annotated[Frame, Depends(_frame)]
 ContactsDep = Annotated[Mapping[str, Any] | None, Depends(_contacts)]
@@ -176,12 +190,16 @@ def _spatial_routes(router: APIRouter) -> None:
         return render(result, f, name="cross-section", download=download)
 
     @router.get("/long-profile", operation_id="analyseLongProfile")
-    def profile(store: StoreDep, frame: FrameDep,
+    def profile(svc: SvcDep, store: StoreDep, frame: FrameDep,
                 segments: Annotated[list[str] | None, Query(description="Ordered segment ids of a run")] = None,
                 start: Annotated[str | None, Query(max_length=200, description="Start point id")] = None,
                 end: Annotated[str | None, Query(max_length=200, description="End point id")] = None,
-                dataset: str | None = None, f: Fmt = "json", download: Download = False) -> Response:
-        result = long_profile(store, frame, segments=segments or None, start=start, end=end, dataset=dataset)
+                dataset: str | None = None,
+                dem: Annotated[str | None, Query(max_length=200, description="Catalogued DEM dataset id")] = None,
+                ground_tolerance_m: Annotated[float | None, Query(ge=0, le=100)] = None,
+                f: Fmt = "json", download: Download = False) -> Response:
+        result = long_profile(store, frame, segments=segments or None, start=start, end=end, dataset=dataset,
+                              ground=_dem_ground(svc, store, dem), ground_tolerance=ground_tolerance_m)
         return render(result, f, name="long-profile", download=download)
 
     @router.post("/clearance", operation_id="analyseClearance")
@@ -199,10 +217,11 @@ def _spatial_routes(router: APIRouter) -> None:
         return render(result, f, name="structure-clearance", download=download)
 
     @router.post("/cover", operation_id="analyseCover")
-    def cover(body: CoverRequest, store: StoreDep, frame: FrameDep, f: Fmt = "json",
+    def cover(body: CoverRequest, svc: SvcDep, store: StoreDep, frame: FrameDep, f: Fmt = "json",
               download: Download = False) -> Response:
         result = cover_check(store, frame, dataset=body.dataset, area=body.area, crs=body.crs,
-                             road_type=body.road_type)
+                             road_type=body.road_type, ground=_dem_ground(svc, store, body.dem),
+                             ground_tolerance=body.ground_tolerance_m)
         return render(result, f, name="cover", download=download)
 
 

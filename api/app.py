@@ -30,10 +30,12 @@ import cim
 from api.analysis import analysis_router
 from api.bim import bim_router
 from api.errors import AssetsMissingError, add_exception_handlers
+from api.imagery import imagery_router
 from api.linkage import install_linkage
 from api.ogc import ogc_router, ogc_store
 from api.realscene import realscene_router
 from api.security import ScopedServices, scoped_services, secure_app
+from api.terrain import terrain_router
 from cim.analysis.common import Frame
 from cim.analysis.contacts import OwnerContact, load_contacts
 from cim.errors import InvalidInputError, NotFoundError
@@ -228,6 +230,8 @@ def create_app(settings: Settings | None = None, *, store: DuckDBStore | None = 
     app.include_router(bim_router())
     app.include_router(ogc_router())
     app.include_router(realscene_router())
+    app.include_router(imagery_router())
+    app.include_router(terrain_router())
     install_linkage(app, tiles_dir=Path(tiles_dir or DEFAULT_TILES))
     app.dependency_overrides[ogc_store] = scoped_store
     _mount_static(app, VIEWER_DIR, Path(cesium_dir or CESIUM_DIR))

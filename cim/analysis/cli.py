@@ -40,7 +40,9 @@ DatasetOpt = typer.Option(None, "--dataset", help="Dataset id (default: the only
 CrsOpt = typer.Option(None, "--crs", help="CRS of the given geometry (default CRS84 lon/lat)")
 OutOpt = typer.Option(None, "--out", help="Write the result to this file (format from --format or the suffix)")
 FormatOpt = typer.Option(None, "--format", help="json, geojson, html, svg or png (what the analysis offers)")
-DemOpt = typer.Option(None, "--dem", help="DEM GeoTIFF for the ground (default: the surveyed ground)")
+DemOpt = typer.Option(None, "--dem", help="DEM for the ground: a GeoTIFF file or a catalogued DEM dataset id "
+                      "(default: the surveyed ground)")
+ToleranceOpt = typer.Option(None, "--ground-tolerance", help="Report DEM vs surveyed ground beyond this (m; default 0.3)")
 
 
 def read_geometry_arg(value: str | None) -> Any:
@@ -98,10 +100,10 @@ def _open(store: str | None) -> tuple[DuckDBStore, Frame]:
     return open_store(store or settings.store), Frame.from_settings(settings)
 
 
-def _ground(store: DuckDBStore, dem: Path | None) -> Any:
-    from cim.analysis.ground import RasterGround
+def _ground(store: DuckDBStore, dem: str | None) -> Any:
+    from cim.analysis.ground import dem_option
 
-    return RasterGround(dem, storage_crs=get_settings().storage_crs) if dem else None
+    return dem_option(store, dem, get_settings())
 
 
 def _contacts() -> Any:
@@ -135,7 +137,7 @@ def excavation_cmd(
 @analyse.command("section")
 def section_cmd(
     line: str = typer.Option(..., "--line", help="Section line: GeoJSON LineString, WKT or a file"),
-    crs: str | None = CrsOpt, dataset: str | None = DatasetOpt, dem: Path | None = DemOpt,
+    crs: str | None = CrsOpt, dataset: str | None = DatasetOpt, dem: str | None = DemOpt,
     out: Path | None = OutOpt, fmt: str | None = FormatOpt, store: str | None = StoreOpt,
 ) -> None:
     """Cross-section (横断面): every pipe crossing a drawn line, with depths and the ground."""
@@ -154,8 +156,8 @@ def profile_cmd(
     segment: list[str] = typer.Option(None, "--segment", help="Segment ids of the run, in order (repeat)"),
     start: str = typer.Option(None, "--start", help="Start point id (with --end)"),
     end: str = typer.Option(None, "--end", help="End point id"),
-    dataset: str | None = DatasetOpt, dem: Path | None = DemOpt, out: Path | None = OutOpt,
-    fmt: str | None = FormatOpt, store: str | None = StoreOpt,
+    dataset: str | None = DatasetOpt, dem: str | None = DemOpt, tolerance: float | None = ToleranceOpt,
+    out: Path | None = OutOpt, fmt: str | None = FormatOpt, store: str | None = StoreOpt,
 ) -> None:
     """Long profile (纵断面) of a gravity run: inverts, ground, slopes, reversed-slope flags."""
     from cim.analysis.profile import long_profile
@@ -163,7 +165,7 @@ def profile_cmd(
     s, frame = _open(store)
     try:
         emit(long_profile(s, frame, segments=segment or None, start=start, end=end, dataset=dataset,
-                          ground=_ground(s, dem)), out, fmt)
+                          ground=_ground(s, dem), ground_tolerance=tolerance), out, fmt)
     finally:
         s.close()
 
@@ -211,8 +213,9 @@ def structure_cmd(
 def cover_cmd(
     area: str = typer.Option(None, "--area", help="Only pipes in this polygon"),
     road_type: str = typer.Option("carriageway", "--road-type", help="carriageway, footway, ..."),
-    crs: str | None = CrsOpt, dataset: str | None = DatasetOpt, dem: Path | None = DemOpt,
-    out: Path | None = OutOpt, fmt: str | None = FormatOpt, store: str | None = StoreOpt,
+    crs: str | None = CrsOpt, dataset: str | None = DatasetOpt, dem: str | None = DemOpt,
+    tolerance: float | None = ToleranceOpt, out: Path | None = OutOpt, fmt: str | None = FormatOpt,
+    store: str | None = StoreOpt,
 ) -> None:
     """Cover depth (覆土) of every pipe end against the minimum for its category and road type."""
     from cim.analysis.cover import cover_check
@@ -220,7 +223,7 @@ def cover_cmd(
     s, frame = _open(store)
     try:
         emit(cover_check(s, frame, dataset=dataset, area=read_geometry_arg(area), crs=crs, road_type=road_type,
-                         ground=_ground(s, dem)), out, fmt)
+                         ground=_ground(s, dem), ground_tolerance=tolerance), out, fmt)
     finally:
         s.close()
 

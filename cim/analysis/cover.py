@@ -120,6 +120,7 @@ class CoverResult:
     unchecked_categories: dict[str, int]
     minimums: list[MinCover]
     frame: Frame = field(repr=False)
+    ground_tolerance: float = GROUND_MISMATCH_M
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready result: summary, findings (deficits, worst first), above-ground ends, ground mismatches."""
@@ -129,7 +130,8 @@ class CoverResult:
                         "segments_below_minimum": len({f.feature_id for f in self.findings}),
                         "above_ground": len(self.above_ground), "ground_mismatches": len(self.mismatches),
                         "unknown_cover": len(self.unknown), "not_in_soil": self.not_in_soil,
-                        "unchecked_categories": self.unchecked_categories, "ground_model": self.ground_name},
+                        "unchecked_categories": self.unchecked_categories, "ground_model": self.ground_name,
+                        "ground_tolerance_m": self.ground_tolerance if self.ground_name else None},
             "findings": [asdict(f) for f in self.findings],
             "above_ground": [asdict(f) for f in self.above_ground],
             "ground_mismatches": [asdict(f) for f in self.mismatches],
@@ -176,8 +178,13 @@ def cover_check(
     crs: str | None = None,
     road_type: str = "carriageway",
     ground: Ground | None = None,
+    ground_tolerance: float | None = None,
 ) -> CoverResult:
     """Cover at both ends of every current segment (in ``area`` when given) against the minimum table.
+
+    With a ``ground`` model (a DEM) every end also reports the model's ground and the cover below it, and ends
+    where model and survey differ by more than ``ground_tolerance`` (default :data:`GROUND_MISMATCH_M`) are
+    listed as ground mismatches.
 
     Raises:
         InvalidInputError: unknown ``road_type`` or a bad area polygon.
@@ -192,8 +199,11 @@ def cover_check(
     rows = _rows(store, ds, area, crs, frame)
     model = ground.heights(np.array([r["x"] for r in rows], dtype="f8"),
                            np.array([r["y"] for r in rows], dtype="f8")) if ground and rows else None
+    if ground_tolerance is not None and not (math.isfinite(ground_tolerance) and ground_tolerance >= 0):
+        raise InvalidInputError(f"ground tolerance {ground_tolerance} must be ≥ 0 m", field="ground_tolerance")
     res = CoverResult(ds, road_type, ground.name if ground else None, 0, [], [], [], [], 0, {},
-                      sorted(minimum.values(), key=lambda m: m.category), frame)
+                      sorted(minimum.values(), key=lambda m: m.category), frame,
+                      GROUND_MISMATCH_M if ground_tolerance is None else float(ground_tolerance))
     for i, row in enumerate(rows):
         _judge(res, _end(row, ds, None if model is None else float(model[i]), minimum.get(row["category"] or "")))
     res.findings.sort(key=lambda e: (-(e.deficit or 0.0), e.feature_id, e.end))
@@ -258,7 +268,7 @@ def _judge(res: CoverResult, e: CoverEnd) -> None:
     if not math.isfinite(e.cover):
         res.unknown.append(e)
         return
-    if e.ground_model is not None and abs(e.ground_model - e.ground) > GROUND_MISMATCH_M:
+    if e.ground_model is not None and abs(e.ground_model - e.ground) > res.ground_tolerance:
         res.mismatches.append(e)
     if e.required is None:
         key = e.category or "?"

@@ -169,3 +169,26 @@ def ground_model(store: DuckDBStore, *, dem: Path | None = None, dataset: str | 
     if dem is not None:
         return RasterGround(dem, vertical_offset, storage_crs=storage_crs_of(store, dataset))
     return SurveyedGround.from_store(store, dataset)
+
+
+def catalogued_dem(store: DuckDBStore, dataset_id: str, settings: Any = None, geoid: Any = None) -> Ground:
+    """The catalogued DEM raster ``dataset_id`` (:mod:`cim.realscene.elevation`) as a ground model in 1985
+    heights; a caller-scoped store must grant full access to it."""
+    from cim.realscene.elevation import open_dem
+    from cim.settings import get_settings
+
+    if hasattr(store, "require"):  # a ScopedStore: the caller must read the DEM in full
+        store.require(dataset_id)
+    return open_dem(getattr(store, "base", store), settings or get_settings(), dataset_id, geoid)
+
+
+def dem_option(store: DuckDBStore, value: str | Path | None, settings: Any = None) -> Ground | None:
+    """``--dem``/``dem=``: a GeoTIFF path when that file exists, else a catalogued DEM dataset id."""
+    if value is None or str(value) == "":
+        return None
+    path = Path(value)
+    if path.is_file():
+        return RasterGround(path, storage_crs=(settings.storage_crs if settings else storage_crs_of(store)))
+    if path.suffix.lower() in (".tif", ".tiff") or "/" in str(value) or "\\" in str(value):
+        raise NotFoundError(f"DEM {value} does not exist")
+    return catalogued_dem(store, str(value), settings)

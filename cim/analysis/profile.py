@@ -3,7 +3,10 @@
 The run is an ordered list of segment ids forming a connected chain, or the shortest path (plan length) between
 two point ids along the gravity segments of one category. Stations are plan distances from the first node.
 Inverts are the recorded start_h/end_h (gravity convention, domain brief §2.6); crowns are invert + inner
-height. Ground at a node is the point's surveyed ground elevation, else the ground model.
+height. Ground at a node is the point's surveyed ground elevation, else the ground model. When a ground model
+(a DEM) is given, every node also reports its height (``ground_model``) and ``ground_mismatch`` where it
+differs from the surveyed ground by more than ``ground_tolerance`` (default
+:data:`cim.analysis.cover.GROUND_MISMATCH_M`).
 
 Flow runs start → end of each segment unless its flow_dir says reversed (as in the QC rules), so a run may be
 drawn either way; flags are judged along the flow:
@@ -32,6 +35,7 @@ import numpy as np
 from shapely.geometry import LineString, Point
 
 from cim.analysis.common import Frame, Located, clean, feature_collection, pick_dataset
+from cim.analysis.cover import GROUND_MISMATCH_M
 from cim.analysis.ground import Ground, SurveyedGround
 from cim.analysis.sections import category_name, section_dims, size_text
 from cim.errors import InvalidInputError, NotFoundError
@@ -67,6 +71,8 @@ class ProfileNode:
     ground_from: str
     invert: float
     depth: float
+    ground_model: float | None = None
+    ground_mismatch: bool = False
 
 
 @dataclass
@@ -130,7 +136,8 @@ class LongProfile:
             "summary": {"dataset": self.dataset, "category": self.category,
                         "category_name": category_name(self.category), "from": self.nodes[0].point_id,
                         "to": self.nodes[-1].point_id, "length_m": self.length, "segments": len(self.segments),
-                        "direction": self.direction, **count, "ground_model": self.ground_name},
+                        "direction": self.direction, **count, "ground_model": self.ground_name,
+                        "ground_mismatches": sum(n.ground_mismatch for n in self.nodes)},
             "nodes": [asdict(n) for n in self.nodes],
             "segments": [{**asdict(s), "flags": s.flags} for s in self.segments],
         })
@@ -174,6 +181,7 @@ def long_profile(
     end: str | None = None,
     dataset: str | None = None,
     ground: Ground | None = None,
+    ground_tolerance: float | None = None,
 ) -> LongProfile:
     """The long profile of a gravity run: ``segments`` (ids in run order) or the path from ``start`` to ``end``.
 
@@ -192,7 +200,20 @@ def long_profile(
         chain = _path(store, ds, start, end)
     else:
         raise InvalidInputError("give the run's segment ids, or a start and an end point id", field="segments")
-    return _build(store, frame, ds, chain, ground)
+    prof = _build(store, frame, ds, chain, ground)
+    if ground is not None:
+        _compare_ground(prof.nodes, ground, GROUND_MISMATCH_M if ground_tolerance is None else ground_tolerance)
+    return prof
+
+
+def _compare_ground(nodes: list[ProfileNode], ground: Ground, tolerance: float) -> None:
+    """The ground model's height at every node, flagged where it and the survey differ by over ``tolerance``."""
+    model = ground.heights(np.array([n.x for n in nodes], dtype="f8"), np.array([n.y for n in nodes], dtype="f8"))
+    for node, h in zip(nodes, model, strict=True):
+        if not math.isfinite(float(h)):
+            continue
+        node.ground_model = float(h)
+        node.ground_mismatch = node.ground_from == "surveyed point" and abs(float(h) - node.ground) > tolerance
 
 
 _COLUMNS = """feature_id, category, subtype, kind, shape, diameter_mm, width_mm, height_mm, material, flow_dir,

@@ -1,0 +1,1 @@
+"""GeoTIFF terrain (DEM) and orthophotos (DOM) into the real-scene catalogue (kind ``raster``)."""

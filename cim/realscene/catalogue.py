@@ -2,7 +2,8 @@
 
 Every asset lives in its own folder ``<assets root>/<dataset id>/<build id>/`` written completely before
 the catalogue points at it (:func:`new_build_dir` then :func:`register`): a crash mid-conversion leaves
-an unreferenced folder, never a half-published asset. ``metadata["build"]`` names the current folder;
+an unreferenced folder (still marked ``.building``), never a half-published asset. Publishing a build removes
+the dataset's older published builds except the one it replaces. ``metadata["build"]`` names the current folder;
 paths inside ``metadata`` (``tileset``, ``files``) are relative to it.
 """
 
@@ -21,6 +22,9 @@ from cim.errors import InvalidInputError, NotFoundError, OutOfRegionError
 from cim.region import Region
 from cim.settings import Settings
 from cim.store import DatasetInfo, VersionInfo
+
+#: File in a build folder while it is being written (removed when the build is published).
+BUILDING_MARK = ".building"
 
 #: Dataset kinds of real-scene assets (``raster`` carries ``metadata["role"]`` = ``dem`` or ``dom``).
 REALSCENE_KINDS: tuple[str, ...] = ("pointcloud", "raster", "mesh", "tileset")
@@ -97,6 +101,7 @@ def new_build_dir(settings: Settings, dataset_id: str, store_path: str | Path | 
     DatasetInfo(dataset_id, "", "pointcloud", settings.storage_crs).validate()
     path = assets_root(settings, store_path) / dataset_id / uuid.uuid4().hex[:12]
     path.mkdir(parents=True)
+    (path / BUILDING_MARK).touch()
     return path
 
 
@@ -112,11 +117,33 @@ def register(store: Any, info: DatasetInfo, extent: Extent, build_dir: Path, *,
     meta = {**info.metadata, **extent.as_metadata(), "build": build_dir.name}
     info = DatasetInfo(**{**info.__dict__, "metadata": meta})
     storage = extent.storage or (None,) * 6
+    previous = _current_build(store, info.id)
     try:
-        return store.write_asset(info, extent=storage, sources=sources, counts=counts, note=note)
+        (build_dir / BUILDING_MARK).unlink(missing_ok=True)
+        version = store.write_asset(info, extent=storage, sources=sources, counts=counts, note=note)
     except BaseException:
         shutil.rmtree(build_dir, ignore_errors=True)
         raise
+    _prune(build_dir, keep={build_dir.name, previous})
+    return version
+
+
+def _current_build(store: Any, dataset_id: str) -> str | None:
+    from cim.store.duckdb_ import json_value
+
+    try:
+        row = store.get_dataset(dataset_id)
+    except NotFoundError:
+        return None
+    return (json_value(row.get("metadata")) or {}).get("build")
+
+
+def _prune(build_dir: Path, keep: set[str | None]) -> None:
+    """Remove older builds of the dataset, keeping the new one and the one it replaced (readers may still be
+    fetching its files)."""
+    for old in build_dir.parent.iterdir():
+        if old.is_dir() and old.name not in keep and not (old / BUILDING_MARK).exists():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def build_dir_of(settings: Settings, row: dict[str, Any], store_path: str | Path | None = None) -> Path:

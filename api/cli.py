@@ -26,6 +26,12 @@ SAMPLE_BUILDINGS = Path(__file__).resolve().parents[1] / "sample_data" / "jinan_
 #: The sample office at drawing review (with planted defects), then at handover (fixed).
 SAMPLE_SUBMISSIONS = (("office_v1.ifc", "drawing_review"), ("office_v2.ifc", "handover"))
 SAMPLE_PROJECT = "历下区综合办公楼"
+SAMPLE_REALSCENE = Path(__file__).resolve().parents[1] / "sample_data" / "jinan_realscene"
+#: The district's real-scene samples: (file, dataset id, title, kind, role).
+SAMPLE_ASSETS = (
+    ("district_dem.tif", "jinan_dem", "样例区数字高程模型 DEM (2 m)", "raster", "dem"),
+    ("district_dom.tif", "jinan_dom", "样例区数字正射影像 DOM", "raster", "dom"),
+)
 
 
 def local_security(role: str = "reviewer") -> Any:
@@ -50,6 +56,25 @@ def serve(settings: Settings, tiles: Path, host: str, port: int, buildings: Path
     app = create_app(settings, tiles_dir=tiles, buildings_tiles_dir=buildings or tiles.parent / "buildings",
                      security=security)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def ingest_sample_realscene(store: DuckDBStore, settings: Settings) -> None:
+    """Catalogue the district's DEM and orthophoto (and point cloud) unless the store has them already."""
+    from converters.raster.ingest import RasterOptions, ingest_raster
+
+    have = {d["id"] for d in store.datasets()}
+    for name, dataset_id, title, kind, role in SAMPLE_ASSETS:
+        path = SAMPLE_REALSCENE / name
+        if dataset_id in have:
+            console.print(f"[green]real-scene[/] {dataset_id} already in the store")
+            continue
+        if not path.is_file():
+            console.print(f"[yellow]no sample {name}[/] ({path} is missing): skipped")
+            continue
+        with console.status(f"cataloguing {name}"):
+            if kind == "raster":
+                ingest_raster(path, store, settings, RasterOptions(dataset_id=dataset_id, title=title, role=role))
+        console.print(f"[green]real-scene[/] {name} → {dataset_id} ({role})")
 
 
 def submit_sample_building(store: DuckDBStore, settings: Settings, out: Path) -> None:
@@ -136,6 +161,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"[green]tileset[/] {out / 'tiles' / 'pipes' / 'tileset.json'}: {tiles.tiles} tiles, "
                           f"{tiles.written} written, {tiles.skipped} unchanged")
             submit_sample_building(s, settings, out)
+            ingest_sample_realscene(s, settings)
         finally:
             s.close()
         if not no_serve:

@@ -59,6 +59,17 @@ SECURITY_STATUS: dict[type[Exception], int] = {
 }
 #: Tilesets and the dataset kinds they are built from: served only to callers reading all of those in full.
 TILE_GATES: dict[str, tuple[str, ...]] = {"/tiles/pipes/": PIPE_KINDS, "/tiles/buildings/": ("bim",)}
+#: What a 3D view fetches by the hundred: tiles, imagery and terrain tiles, the viewer's scripts. They have
+#: their own per-address budget (``limits.tile_requests_per_minute``) instead of the API's.
+TILE_PREFIXES = ("/tiles/", "/cesium/", "/viewer/static/")
+TILE_SERVICES = (("/api/imagery/", "/tiles/"), ("/api/terrain/", ".terrain"), ("/api/terrain/", "/layer.json"))
+
+
+def is_tile_request(path: str) -> bool:
+    """Is ``path`` one of the many small requests a viewer makes (see :data:`TILE_PREFIXES`)?"""
+    return path.startswith(TILE_PREFIXES) or any(path.startswith(p) and s in path for p, s in TILE_SERVICES)
+
+
 #: Static, non-data assets left out of the audit log (a viewer start loads hundreds of them).
 AUDIT_SKIP = ("/cesium/", "/viewer/static/")
 REALM = "cim"
@@ -277,7 +288,11 @@ class SecurityMiddleware:
         sec, lim = self.security, self.security.config.limits
         path = scope["path"]
         check_path(path)
-        sec.limiter.check(f"ip:{ip}", lim.ip_requests_per_minute, lim.burst)
+        tile = is_tile_request(path)
+        if tile:
+            sec.limiter.check(f"tiles:{ip}", lim.tile_requests_per_minute)
+        else:
+            sec.limiter.check(f"ip:{ip}", lim.ip_requests_per_minute, lim.burst)
         if "x-api-key" in headers or "authorization" in headers:
             principal = await anyio.to_thread.run_sync(sec.authenticate, headers)
         else:
@@ -286,7 +301,8 @@ class SecurityMiddleware:
         auth = sec.config.auth
         if principal.via == "anonymous" and not auth.anonymous and not path.startswith(auth.open_paths):
             raise AuthenticationError("this service needs credentials (X-API-Key or a bearer token)", code=None)
-        sec.rate_limit(principal, ip)
+        if not tile:
+            sec.rate_limit(principal, ip)
         for prefix, kinds in TILE_GATES.items():
             if path.startswith(prefix):
                 await anyio.to_thread.run_sync(sec.check_tiles, principal, kinds)

@@ -31,6 +31,7 @@ Example::
     [limits]
     requests_per_minute = 600               # per key / token
     anonymous_requests_per_minute = 120     # per client address
+    tile_requests_per_minute = 12000        # tiles, imagery, terrain, viewer scripts (per client address)
     max_body_bytes = 1_048_576
     roles = { admin = 1200 }
 
@@ -142,6 +143,9 @@ class LimitsSection(_Section):
     requests_per_minute: float = Field(600, ge=0, description="Per authenticated caller; 0 = unlimited")
     anonymous_requests_per_minute: float = Field(120, ge=0, description="Per client address")
     ip_requests_per_minute: float = Field(1200, ge=0, description="Per client address, before authentication")
+    tile_requests_per_minute: float = Field(
+        12000, ge=0, description="Per client address for tiles, imagery, terrain and viewer scripts (a 3D view "
+        "fetches hundreds at once); these requests do not count against the limits above")
     burst: int | None = Field(None, ge=1)
     roles: dict[Role, float] = Field(default_factory=dict, description="Per-role requests a minute")
     max_body_bytes: int = Field(1024**2, gt=0)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,6 +261,28 @@ def build_pipe_tileset(
     options: TilingOptions | None = None,
 ) -> BuildResult:
     """Write (or refresh) ``out_dir/tileset.json`` and its ``tiles/*.glb`` from the store's pipe network."""
+    plan = plan_build(store, out_dir, storage_crs=storage_crs, geoid=geoid, options=options)
+    root_json = _tile_json(plan.root, plan.net, plan.out_dir, plan.opts, storage_crs, geoid, None, plan.old_tiles,
+                           plan.manifest, plan.result)
+    return finish_build(plan, root_json, geoid)
+
+
+@dataclass
+class BuildPlan:
+    """A build before any tile is written: the network, its quadtree and the previous build's manifest."""
+
+    out_dir: Path
+    opts: TilingOptions
+    net: _Network
+    root: Cell
+    old_tiles: dict[str, Any]
+    manifest: dict[str, Any]
+    result: BuildResult
+
+
+def plan_build(store: DuckDBStore, out_dir: Path, *, storage_crs: str, geoid: GeoidModel,
+               options: TilingOptions | None = None) -> BuildPlan:
+    """Load the current pipe network and lay out the quadtree (what every build, serial or distributed, shares)."""
     opts = options or TilingOptions()
     out_dir = Path(out_dir)
     (out_dir / "tiles").mkdir(parents=True, exist_ok=True)
@@ -270,10 +294,14 @@ def build_pipe_tileset(
     manifest_path = out_dir / "manifest.json"
     old = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
     old_tiles = old.get("tiles", {}) if old.get("build_version") == BUILD_VERSION else {}
-    result = BuildResult(out_dir, 0, 0, 0, net.ns + net.np, 0)
     manifest: dict[str, Any] = {"build_version": BUILD_VERSION, "storage_crs": storage_crs, "geoid": geoid.name,
                                 "tiles": {}}
-    root_json = _tile_json(root, net, out_dir, opts, storage_crs, geoid, None, old_tiles, manifest, result)
+    return BuildPlan(out_dir, opts, net, root, old_tiles, manifest, BuildResult(out_dir, 0, 0, 0, net.ns + net.np, 0))
+
+
+def finish_build(plan: BuildPlan, root_json: dict[str, Any], geoid: GeoidModel) -> BuildResult:
+    """Write tileset.json and manifest.json (atomically), drop tiles no longer in the tree, total the bytes."""
+    out_dir, root, manifest = plan.out_dir, plan.root, plan.manifest
     tileset = {
         "asset": {"version": "1.1", "generator": "cim-service", "extras": {
             "gltfExtensionsUsed": ["EXT_mesh_features", "EXT_structural_metadata"],
@@ -282,18 +310,35 @@ def build_pipe_tileset(
         "geometricError": max(root.size / 8.0, root_json["geometricError"] * 2, 16.0),
         "root": root_json,
     }
-    (out_dir / "tileset.json").write_text(json.dumps(tileset, ensure_ascii=False, indent=1), encoding="utf-8")
-    for key in set(old_tiles) - set(manifest["tiles"]):
+    write_atomic(out_dir / "tileset.json", json.dumps(tileset, ensure_ascii=False, indent=1))
+    for key in set(plan.old_tiles) - set(manifest["tiles"]):
         (out_dir / "tiles" / f"{key}.glb").unlink(missing_ok=True)
-    manifest_path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
-    result.bytes = sum(f.stat().st_size for f in (out_dir / "tiles").glob("*.glb"))
-    return result
+    write_atomic(out_dir / "manifest.json", json.dumps(manifest, ensure_ascii=False))
+    plan.result.bytes = sum(f.stat().st_size for f in (out_dir / "tiles").glob("*.glb"))
+    return plan.result
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a text file so readers see the old or the new content, never a partial one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+#: ``hook(cell, parent_matrix)`` may return a tile's JSON in place of building it (distributed builds)
+TileHook = Callable[[Cell, "np.ndarray | None"], "dict[str, Any] | None"]
 
 
 def _tile_json(
     cell: Cell, net: _Network, out_dir: Path, opts: TilingOptions, storage_crs: str, geoid: GeoidModel,
     parent_matrix: np.ndarray | None, old_tiles: dict, manifest: dict, result: BuildResult,
+    hook: TileHook | None = None,
 ) -> dict[str, Any]:
+    if hook is not None and (given := hook(cell, parent_matrix)) is not None:
+        return given
     items = cell.items
     segs = items[items < net.ns]
     pts = items[items >= net.ns] - net.ns
@@ -332,7 +377,7 @@ def _tile_json(
         tile["content"] = {"uri": f"tiles/{cell.key}.glb"}
     if cell.children:
         tile["children"] = [
-            _tile_json(c, net, out_dir, opts, storage_crs, geoid, frame.matrix, old_tiles, manifest, result)
+            _tile_json(c, net, out_dir, opts, storage_crs, geoid, frame.matrix, old_tiles, manifest, result, hook)
             for c in cell.children
         ]
     return tile

@@ -23,7 +23,7 @@ from cim.errors import InvalidInputError, NotFoundError, StoreError
 from cim.linkage.schema import LINKAGE_DDL
 from cim.security.schema import SECURITY_DDL
 from cim.store import schema
-from cim.store.spatial import connect
+from cim.store.spatial import connect, quiet
 
 GRADES = ("核心", "重要", "一般")
 
@@ -76,6 +76,8 @@ class DuckDBStore:
         store.datasets()  # -> []
     """
 
+    backend = "duckdb"
+
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -113,7 +115,7 @@ class DuckDBStore:
 
     def read(self) -> duckdb.DuckDBPyConnection:
         """A cursor for read queries (shares the database, own transaction state)."""
-        return self._con.cursor()
+        return quiet(self._con.cursor())
 
     def close(self) -> None:
         """Close the store (checkpointing a file store)."""

@@ -37,8 +37,16 @@ def load_spatial(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def connect(path: str = ":memory:") -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with spatial loaded and no automatic extension downloads."""
+    """A DuckDB connection with spatial loaded, no automatic extension downloads and no progress bar (which
+    would print into a command's stdout, e.g. JSON output)."""
     config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
     con = duckdb.connect(path, config=config)
     load_spatial(con)
+    quiet(con)
+    return con
+
+
+def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Switch off the progress bar of one connection or cursor (a per-connection setting in DuckDB)."""
+    con.execute("SET enable_progress_bar = false; SET enable_progress_bar_print = false")
     return con

@@ -134,7 +134,7 @@ def test_open_store_takes_a_bare_file_path(tmp_path: Path) -> None:
     assert target.is_file()
 
 
-@pytest.mark.parametrize("url", ["postgresql://cim@db/cim", "sqlite:///cim.db", "postgis://h/db"])
+@pytest.mark.parametrize("url", ["sqlite:///cim.db", "postgis://h/db", "mysql://cim@db/cim"])
 def test_open_store_refuses_an_unknown_scheme(url: str) -> None:
     with pytest.raises(UnsupportedError, match="no store backend"):
         open_store(url)

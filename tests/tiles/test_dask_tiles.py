@@ -95,3 +95,22 @@ def test_one_region_or_more_regions_than_tiles_still_build_the_same(
         build_pipe_tileset_dask(store, out, storage_crs=STORAGE, geoid=geoid, options=opts, client=client,
                                 regions=regions)
         assert _files(out) == ref
+
+
+def test_cim_tile_dask_local_writes_the_same_tileset_as_without(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cim.cli import _load_plugins, app
+
+    db = tmp_path / "city.duckdb"
+    s = DuckDBStore(db)
+    ingest_survey([SAMPLE], s, SurveyOptions(), Settings(store="duckdb:///:memory:"))
+    s.close()
+    _load_plugins()
+    runner = CliRunner()
+    common = ["tile", "--store", f"duckdb:///{db}", "--leaf-capacity", "200"]
+    done = runner.invoke(app, [*common, "--out", str(tmp_path / "dask"), "--dask", "local", "--workers", "2"])
+    assert done.exit_code == 0, done.output
+    assert runner.invoke(app, [*common, "--out", str(tmp_path / "serial")]).exit_code == 0
+    dask, serial = _files(tmp_path / "dask"), _files(tmp_path / "serial")
+    assert len(serial) > 3 and dask == serial

@@ -33,6 +33,7 @@ from api.errors import AssetsMissingError, add_exception_handlers
 from api.imagery import imagery_router
 from api.linkage import install_linkage
 from api.ogc import ogc_router, ogc_store
+from api.pointcloud import pointcloud_router
 from api.realscene import realscene_router
 from api.security import ScopedServices, scoped_services, secure_app
 from api.terrain import terrain_router
@@ -230,6 +231,7 @@ def create_app(settings: Settings | None = None, *, store: DuckDBStore | None = 
     app.include_router(bim_router())
     app.include_router(ogc_router())
     app.include_router(realscene_router())
+    app.include_router(pointcloud_router())
     app.include_router(imagery_router())
     app.include_router(terrain_router())
     install_linkage(app, tiles_dir=Path(tiles_dir or DEFAULT_TILES))

@@ -31,6 +31,7 @@ SAMPLE_REALSCENE = Path(__file__).resolve().parents[1] / "sample_data" / "jinan_
 SAMPLE_ASSETS = (
     ("district_dem.tif", "jinan_dem", "样例区数字高程模型 DEM (2 m)", "raster", "dem"),
     ("district_dom.tif", "jinan_dom", "样例区数字正射影像 DOM", "raster", "dom"),
+    ("district_points.laz", "jinan_points", "样例区机载激光点云 LiDAR", "pointcloud", "pointcloud"),
 )
 
 
@@ -59,7 +60,8 @@ def serve(settings: Settings, tiles: Path, host: str, port: int, buildings: Path
 
 
 def ingest_sample_realscene(store: DuckDBStore, settings: Settings) -> None:
-    """Catalogue the district's DEM and orthophoto (and point cloud) unless the store has them already."""
+    """Catalogue the district's DEM, orthophoto and point cloud (3D Tiles) unless the store has them already."""
+    from converters.pointcloud.ingest import PointCloudOptions, ingest_pointcloud
     from converters.raster.ingest import RasterOptions, ingest_raster
 
     have = {d["id"] for d in store.datasets()}
@@ -74,6 +76,8 @@ def ingest_sample_realscene(store: DuckDBStore, settings: Settings) -> None:
         with console.status(f"cataloguing {name}"):
             if kind == "raster":
                 ingest_raster(path, store, settings, RasterOptions(dataset_id=dataset_id, title=title, role=role))
+            else:
+                ingest_pointcloud(path, store, settings, PointCloudOptions(dataset_id=dataset_id, title=title))
         console.print(f"[green]real-scene[/] {name} → {dataset_id} ({role})")
 
 

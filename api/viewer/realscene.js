@@ -3,7 +3,7 @@
  * from this service, replacing the surface interpolated from the surveyed manhole covers), point clouds, meshes
  * and registered tilesets as 3D Tiles. One switch and a fly-to button per layer.
  * Load after viewer.js. For tests: window.cimViewer.realscene = {ready, layers, tilesets, imagery, terrain,
- *   setShown(id, on), flyTo(id), whenLoaded({timeoutMs}) -> {tilesets, imageryTiles, terrain}, pointStyle(mode)}. */
+ *   setShown(id, on), flyTo(id), whenLoaded({timeoutMs}) -> {tilesets, imageryTiles, terrain}, pointStyle(mode, ground)}. */
 /* global Cesium */
 (function () {
   'use strict';
@@ -25,7 +25,7 @@
 
   const state = {
     layers: [], tilesets: new Map(), imagery: new Map(), terrain: null, surveyTerrain: null, demTerrain: null, shown: new Set(),
-    imageryTiles: 0, pointMode: 'rgb',
+    imageryTiles: 0, pointMode: 'rgb', groundPoints: false,
   };
 
   async function getJSON(url) {
@@ -38,11 +38,15 @@
     return layer.bbox ? Cesium.Rectangle.fromDegrees(...layer.bbox) : undefined;
   }
 
-  function pointStyle(mode) {
+  /** Points coloured by their own RGB or by class; ground points (class 2) hidden unless asked for — the DEM
+   * terrain and the orthophoto already show the ground, and the pipes under it stay visible. */
+  function pointStyle(mode = state.pointMode, ground = state.groundPoints) {
     state.pointMode = mode;
-    const style = mode === 'class'
-      ? { pointSize: 3, color: { conditions: [...CLASS_COLOURS.map(([c, hex]) => [`\${_CLASSIFICATION} === ${c}`, `color('${hex}')`]), ['true', "color('#cccccc')"]] } }
-      : { pointSize: 3 };
+    state.groundPoints = ground;
+    const style = { pointSize: 2.5, show: ground ? 'true' : '${classification} !== 2' };
+    if (mode === 'class') {
+      style.color = { conditions: [...CLASS_COLOURS.map(([c, hex]) => [`\${classification} === ${c}`, `color('${hex}')`]), ['true', "color('#cccccc')"]] };
+    }
     for (const [id, ts] of state.tilesets) {
       const layer = state.layers.find((l) => l.id === id);
       if (layer && layer.kind === 'pointcloud') ts.style = new Cesium.Cesium3DTileStyle(style);
@@ -83,7 +87,7 @@
     if (layer.kind === 'pointcloud') {
       tileset.pointCloudShading.attenuation = true;
       tileset.pointCloudShading.maximumAttenuation = 4;
-      pointStyle(state.pointMode);
+      pointStyle();
     }
   }
 
@@ -181,5 +185,7 @@
   cim.realscene = api;
   const modeBox = $('point-mode');
   if (modeBox) modeBox.addEventListener('change', (e) => pointStyle(e.target.checked ? 'class' : 'rgb'));
+  const groundBox = $('ground-points');
+  if (groundBox) groundBox.addEventListener('change', (e) => pointStyle(undefined, e.target.checked));
   api.ready = init().catch((e) => { cim.status(`实景三维 unavailable: ${e.message}`, true); throw e; });
 })();

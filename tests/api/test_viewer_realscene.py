@@ -1,5 +1,5 @@
 """The real-scene layers in a real browser: the sample district's pipes and submitted building on its DEM
-terrain under its orthophoto, with its point cloud, plus the real oblique-photogrammetry sample (Guangdong) — all
+terrain under its orthophoto, with its point cloud (3D Tiles points), plus the real oblique-photogrammetry sample (Guangdong) — all
 served by this service to CesiumJS in headless Chromium (``tests/viewer/realscene_test.mjs``).
 
 Checked: every layer loads with no request leaving the service and no console error; the globe is the DEM
@@ -28,6 +28,7 @@ from cim.settings import Settings
 from cim.store import DuckDBStore
 from converters.mesh.ingest import MeshOptions, ingest_mesh
 from converters.pipes.ingest import SurveyOptions, ingest_survey
+from converters.pointcloud.ingest import PointCloudOptions, ingest_pointcloud
 from converters.raster.ingest import RasterOptions, ingest_raster
 from tests.api.test_viewer import _browser_available, _free_port  # noqa: F401 - the same skip/fail rule
 from tests.api.trusted import trusted
@@ -62,6 +63,7 @@ def store(settings: Settings) -> Iterator[DuckDBStore]:
                  stage="handover", settings=settings)
     ingest_raster(REALSCENE / "district_dem.tif", s, settings, RasterOptions(dataset_id="jinan_dem", role="dem"))
     ingest_raster(REALSCENE / "district_dom.tif", s, settings, RasterOptions(dataset_id="jinan_dom", role="dom"))
+    ingest_pointcloud(REALSCENE / "district_points.laz", s, settings, PointCloudOptions(dataset_id="jinan_points"))
     ingest_mesh(OBLIQUE, s, settings, MeshOptions(dataset_id="oblique", title="倾斜摄影 Production_5"))
     yield s
     s.close()
@@ -111,9 +113,10 @@ def test_every_layer_loads_from_the_service_alone(run: dict[str, Any]) -> None:
     scene = run["scene"]
     assert run["external"] == [] and run["consoleErrors"] == []
     assert {(x["id"], x["role"]) for x in scene["layers"]} >= {("jinan_dem", "dem"), ("jinan_dom", "dom"),
-                                                               ("oblique", "mesh")}
+                                                               ("jinan_points", "pointcloud"), ("oblique", "mesh")}
     assert scene["pipesLoaded"] is True and scene["pipesVisible"] >= 1 and scene["buildings"] is True
-    assert all(t["loaded"] for t in scene["tilesets"]) and {t["id"] for t in scene["tilesets"]} >= {"oblique"}
+    assert all(t["loaded"] for t in scene["tilesets"]) and scene["classStyle"]["styled"] >= 1
+    assert {t["id"] for t in scene["tilesets"]} >= {"oblique", "jinan_points"}
 
 
 def test_the_globe_is_the_dem_under_the_orthophoto(run: dict[str, Any], store: DuckDBStore,
@@ -129,7 +132,7 @@ def test_the_globe_is_the_dem_under_the_orthophoto(run: dict[str, Any], store: D
 
 
 def test_a_pick_on_each_3d_layer_lands_inside_its_extent(run: dict[str, Any]) -> None:
-    assert {p["id"] for p in run["picks"]} >= {"oblique"}
+    assert {p["id"] for p in run["picks"]} >= {"oblique", "jinan_points"}
     for p in run["picks"]:
         assert p["pick"] is not None, f"nothing picked in the middle of {p['id']}"
         west, south, east, north = p["bbox"]

@@ -64,6 +64,16 @@ try {
     };
   });
   await page.screenshot({ path: join(opt.out, 'viewer-realscene.png') });
+  // points coloured by class, ground points shown: the style expressions must hold for the glTF point tiles
+  scene.classStyle = await page.evaluate(async () => {
+    const rs = window.cimViewer.realscene;
+    rs.pointStyle('class', true);
+    await rs.whenLoaded();
+    const styled = [...rs.tilesets.values()].filter((t) => t.style);
+    return { styled: styled.length };
+  });
+  await page.screenshot({ path: join(opt.out, 'viewer-realscene-classes.png') });
+  await page.evaluate(() => window.cimViewer.realscene.pointStyle('rgb', false));
 
   // the globe's surface where asked: DEM terrain (ellipsoidal heights)
   const heights = await page.evaluate(async (points) => {
@@ -85,14 +95,19 @@ try {
       const canvas = v.viewer.scene.canvas;
       const scene = v.viewer.scene;
       let hit = null;
-      for (const [fx, fy] of [[0.5, 0.5], [0.45, 0.5], [0.55, 0.5], [0.5, 0.45], [0.5, 0.55]]) {
+      // from the middle outwards, the first pixel that hits this layer
+      const spots = [];
+      for (let i = 0; i <= 8; i++) for (let j = 0; j <= 8; j++) spots.push([0.3 + 0.05 * i, 0.3 + 0.05 * j]);
+      spots.sort((a, b) => Math.hypot(a[0] - 0.5, a[1] - 0.5) - Math.hypot(b[0] - 0.5, b[1] - 0.5));
+      for (const [fx, fy] of spots) {
         const at = new Cesium.Cartesian2(canvas.clientWidth * fx, canvas.clientHeight * fy);
         const picked = scene.pick(at);
         const world = scene.pickPosition(at);
-        if (picked && world) {
+        const mine = picked && (picked.primitive === rs.tilesets.get(id)
+          || (picked.content && picked.content.tileset === rs.tilesets.get(id)));
+        if (mine && world) {
           const c = Cesium.Cartographic.fromCartesian(world);
-          hit = { lon: Cesium.Math.toDegrees(c.longitude), lat: Cesium.Math.toDegrees(c.latitude), height: c.height,
-            primitive: picked.primitive === rs.tilesets.get(id) || (picked.content && picked.content.tileset === rs.tilesets.get(id)) };
+          hit = { lon: Cesium.Math.toDegrees(c.longitude), lat: Cesium.Math.toDegrees(c.latitude), height: c.height };
           break;
         }
       }

@@ -46,7 +46,7 @@ from cim.errors import InvalidInputError, NotFoundError
 from cim.heights import GeoidModel, to_ellipsoidal
 from cim.store import DuckDBStore
 from tiles.frames import LocalFrame, ecef_to_enu, geodetic_to_ecef, region_bounds, relative_transform
-from tiles.glb import Column, PropertyTable, write_glb
+from tiles.glb import Column, PropertyTable, write_atomic, write_glb
 from tiles.pipes import BuildResult
 from tiles.quadtree import Cell, root_cell, split
 from tiles.solids import Mesh
@@ -497,7 +497,7 @@ def build_buildings_tileset(
     _assign(root, size, np.zeros(el.n, dtype=bool), opts.promote_ratio, homes)
 
     manifest_path = out_dir / "manifest.json"
-    old = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    old = _read_manifest(manifest_path)
     old_tiles = old.get("tiles", {}) if old.get("build_version") == BUILD_VERSION else {}
     result = BuildResult(out_dir, 0, 0, 0, el.n, 0)
     manifest: dict[str, Any] = {"build_version": BUILD_VERSION, "storage_crs": storage_crs,
@@ -543,12 +543,22 @@ def build_buildings_tileset(
         "geometricError": max(root.size / 8.0, float(size.max()) * 2, root_json["geometricError"] * 2, 16.0),
         "root": root_json,
     }
-    (out_dir / "tileset.json").write_text(json.dumps(tileset, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_atomic(out_dir / "tileset.json", json.dumps(tileset, ensure_ascii=False, indent=1).encode("utf-8"))
     for key in set(old_tiles) - set(manifest["tiles"]):
         (out_dir / "tiles" / f"{key}.glb").unlink(missing_ok=True)
-    manifest_path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    write_atomic(manifest_path, json.dumps(manifest, ensure_ascii=False).encode("utf-8"))
     result.bytes = sum((out_dir / "tiles" / f"{key}.glb").stat().st_size for key in contents)
     return result
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The previous build's manifest; empty (a full rebuild) when missing or unreadable."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        log.warning("manifest %s is unreadable: rebuilding every tile", path)
+        return {}
+    return old if isinstance(old, dict) and isinstance(old.get("tiles", {}), dict) else {}
 
 
 def _batches(work: list[_Work], limit: int) -> Iterable[list[_Work]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import struct
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from cim.errors import UnsupportedError
+from cim.errors import StoreError, UnsupportedError
 
 EXT_MESH_FEATURES = "EXT_mesh_features"
 EXT_STRUCTURAL_METADATA = "EXT_structural_metadata"
@@ -497,8 +498,26 @@ def write_glb(
     if extras:
         gltf["extras"] = extras
     data = _glb_bytes(gltf, binary)
-    Path(path).write_bytes(data)
+    write_atomic(path, data)
     return len(data)
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all or nothing: a temporary file beside it, fsynced, then renamed over it,
+    so a reader (or a crash) never sees a half-written file. An OSError (disk full...) is a StoreError."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # disk full, read-only folder, file size limit: one clear line
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}; the previous file is unchanged") from None
+        raise
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ from cim.store import schema
 from cim.store.spatial import connect, quiet
 
 GRADES = ("核心", "重要", "一般")
+#: Order-independent checksum of a dataset's current rows (recorded per version; ``cim doctor`` compares it).
+CHECKSUM_SQL = ("SELECT coalesce(bit_xor(hash(row_hash)), 0) FROM {table} "
+                "WHERE dataset_id = ? AND version_to IS NULL")
 
 
 @dataclass
@@ -80,14 +83,34 @@ class DuckDBStore:
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
+        crashed = False
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            crashed = Path(self.path + ".wal").exists()  # left by a process that died before its checkpoint
         try:
             self._con = connect(self.path)
         except duckdb.IOException as exc:
-            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+            raise StoreError(f"cannot open store {self.path}: {_lock_hint(exc)}") from None
         self._lock = threading.RLock()
         self._init_schema()
+        if crashed:
+            self._rebuild_rtree_indexes()
+
+    def _rebuild_rtree_indexes(self) -> None:
+        """After a crash: rebuild the R-tree indexes replayed from the WAL, then checkpoint.
+
+        DuckDB 1.5.5 + spatial: an R-tree index replayed from the WAL of a process killed between COMMIT and
+        checkpoint fails every query on its table, and the next checkpoint corrupts the file. Rebuilding the
+        indexes from their definitions (the rows themselves replay correctly) and checkpointing avoids both;
+        the kill campaign (``benchmarks/kill_campaign.py``) found it and checks it.
+        """
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT index_name, sql FROM duckdb_indexes() WHERE sql ILIKE '%USING RTREE%'").fetchall()
+            for name, sql in rows:
+                self._con.execute(f'DROP INDEX "{name}"')
+                self._con.execute(sql)
+            self._con.execute("CHECKPOINT")
 
     # -- plumbing -------------------------------------------------------------------------------
     def _init_schema(self) -> None:
@@ -111,7 +134,10 @@ class DuckDBStore:
                 self._con.execute("ROLLBACK")
                 raise
             else:
-                self._con.execute("COMMIT")
+                try:
+                    self._con.execute("COMMIT")
+                except duckdb.Error as exc:  # a full disk, a read-only file: the transaction is rolled back
+                    raise StoreError(f"cannot write to store {self.path}: {exc}") from None
 
     def read(self) -> duckdb.DuckDBPyConnection:
         """A cursor for read queries (shares the database, own transaction state)."""
@@ -201,6 +227,9 @@ class DuckDBStore:
                 con.unregister("_new_points")
                 con.unregister("_new_segments")
             self._upsert_dataset(con, info, version, now, ext)
+            counts["checksum"] = {
+                table: f"{int(con.execute(CHECKSUM_SQL.format(table=table), [info.id]).fetchone()[0]):016x}"
+                for table in ("pipe_points", "pipe_segments")}
             con.execute(
                 "INSERT INTO dataset_versions VALUES (?, ?, ?, 'ingest', ?, ?, ?, ?)",
                 [info.id, version, now, json.dumps(sources or [], ensure_ascii=False),
@@ -347,6 +376,15 @@ class DuckDBStore:
                    id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                 [*values, info.id, now],
             )
+
+
+def _lock_hint(exc: Exception) -> str:
+    """DuckDB's lock error, with what it means for the user first."""
+    text = str(exc)
+    if "lock" in text.lower():
+        return "another process has it open for writing (a running service or ingest; DuckDB allows one " \
+               f"writing process per store file — stop it, or send the work to that service) ({text})"
+    return text
 
 
 def json_value(value: Any) -> Any:

@@ -191,6 +191,7 @@ def _child(
     memory_budget_mb: int | None,
 ) -> None:
     """Entry point of the worker process: set the memory limit, convert, send one reply."""
+    _die_with_parent()
     try:
         if memory_budget_mb:
             import resource
@@ -213,6 +214,19 @@ def _child(
             _reply(conn, ("crash", text, traceback.format_exc(limit=6)))
     finally:
         conn.close()
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this worker when the process that started it dies (a killed or crashed
+    service must not leave a conversion running on)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: the worker still ends when it next reports to a gone parent
+        pass
 
 
 def _reply(conn: Connection, message: tuple) -> None:

@@ -10,6 +10,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,9 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 SHAPE_SUFFIXES = (".shp", ".dbf")
 GPKG_SUFFIXES = (".gpkg",)
 _DELIMITERS = (",", "\t", ";", "|")
+#: a workbook (a zip) unpacking beyond this, or beyond _MAX_ZIP_RATIO times its size past 64 MiB, is refused
+MAX_UNPACKED_BYTES = 4 * 1024**3
+_MAX_ZIP_RATIO = 200
 _SKIP_GPKG_LAYERS = {"layer_styles"}
 #: DBF language driver ids of CJK code pages (936 GBK, 949, 950 Big5, 932) that GDAL decodes itself.
 _CJK_LDIDS = {0x4D, 0x7A, 0x4E, 0x79, 0x4F, 0x78, 0x13, 0x7B}
@@ -184,7 +188,10 @@ def _sniff_header(payload: bytes) -> tuple[str, int]:
     head = payload[: 1 << 20].decode("utf-8", errors="ignore").lstrip("\r\n \t")
     first_line = head.split("\n", 1)[0]
     delimiter = max(_DELIMITERS, key=first_line.count) if any(d in first_line for d in _DELIMITERS) else ","
-    record = next(csv.reader(io.StringIO(head), delimiter=delimiter), [])
+    try:
+        record = next(csv.reader(io.StringIO(head, newline=""), delimiter=delimiter), [])
+    except csv.Error:  # a stray quote or NUL in the header line: let the CSV parser report where
+        record = first_line.split(delimiter)
     return delimiter, max(len(record), 1)
 
 
@@ -280,7 +287,23 @@ def _cell_text(value: object) -> str | None:
     return str(value)
 
 
+def _check_zip_bomb(path: Path, file: str) -> None:
+    """Refuse an .xlsx/.xlsm whose members declare far more bytes than a workbook of its size holds."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            unpacked = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a zip: the workbook reader says what is wrong
+    packed = max(path.stat().st_size, 1)
+    if unpacked > MAX_UNPACKED_BYTES or (unpacked > 64 * 1024**2 and unpacked > _MAX_ZIP_RATIO * packed):
+        raise InvalidInputError(
+            f"the workbook unpacks to {unpacked:,} bytes from {packed:,} (a zip bomb?): refused", file=file
+        )
+
+
 def _read_excel(path: Path, file: str) -> list[SourceTable]:
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        _check_zip_bomb(path, file)
     try:
         from python_calamine import CalamineWorkbook
     except ImportError:  # pragma: no cover - optional extra
@@ -293,8 +316,11 @@ def _read_excel(path: Path, file: str) -> list[SourceTable]:
         raise InvalidInputError(f"cannot read as Excel workbook: {exc}", file=file) from None
     tables = []
     for sheet_name in book.sheet_names:
-        sheet = book.get_sheet_by_name(sheet_name)
-        cells = sheet.to_python()
+        try:
+            sheet = book.get_sheet_by_name(sheet_name)
+            cells = sheet.to_python()
+        except Exception as exc:  # noqa: BLE001 - calamine raises ZipError, XmlError... for a damaged sheet
+            raise InvalidInputError(f"cannot read sheet {sheet_name!r}: {exc}", file=file) from None
         if cells and sheet.start is not None:
             table = _sheet_table(file, sheet_name, cells, sheet.start[0] + 1)
             if table is not None:
@@ -385,10 +411,11 @@ def _read_ogr(
     if table.num_rows == 0:
         return None
     fields = [str(f) for f in meta["fields"]]
+    positions = [i for i, c in enumerate(table.column_names) if c in set(fields)]  # by position: names repeat
     geometry = [c for c in table.column_names if c not in fields]
     point_xy = _point_xy(table.column(geometry[0])) if geometry and meta.get("geometry_type") else None
     names, problems = _header(fields, name)
-    columns = [_blank_to_null(_as_text(table.column(f))) for f in fields]
+    columns = [_blank_to_null(_as_text(table.column(i))) for i in positions]
     return SourceTable(
         file=file,
         layer=name,

@@ -130,6 +130,7 @@ def read_facts(path: str | Path, crs: str | None = None) -> RasterFacts:
     """Open ``path`` and return its :class:`RasterFacts`; ``crs`` replaces a missing CRS (must agree with one
     in the file). Raises :class:`InvalidInputError` (or a subclass) for anything unusable."""
     import rasterio
+    from rasterio._err import CPLE_BaseError
     from rasterio.errors import RasterioError
 
     path = Path(path)
@@ -155,7 +156,7 @@ def read_facts(path: str | Path, crs: str | None = None) -> RasterFacts:
                 overviews=tuple(src.overviews(1)), colorinterp=tuple(c.name for c in src.colorinterp),
                 crs_given=given)
             _probe(src, path)
-    except RasterioError as exc:
+    except (RasterioError, CPLE_BaseError) as exc:  # GDAL's own errors escape rasterio's hierarchy at times
         raise InvalidInputError(f"is not a readable GeoTIFF (truncated or corrupt?): {exc}", file=str(path)) from None
     if facts.width < 2 or facts.height < 2:
         raise InvalidInputError(f"a {facts.width}×{facts.height} raster is too small to serve", file=str(path))

@@ -125,6 +125,8 @@ def test_datasets_and_info_show_the_catalogue(tmp_path: Path) -> None:
     listed = json.loads(invoke("datasets", "--json", "--store", store).output)
     kinds = {d["id"]: d["kind"] for d in listed}
     assert kinds["jinan_district"] == "pipe_survey"
-    assert sorted(kinds.values()) == ["bim", "pipe_survey"]  # the demo also submits the sample office
+    # the demo also submits the sample office and catalogues the district's DEM, orthophoto and point cloud
+    assert sorted(kinds.values()) == ["bim", "pipe_survey", "pointcloud", "raster", "raster"]
+    assert (tmp_path / "cim.duckdb.assets" / "jinan_points").is_dir()
     info = json.loads(invoke("info", "jinan_district", "--store", store).output)
     assert info["current"] == {"pipe_points": 765, "pipe_segments": 840}

@@ -88,6 +88,9 @@ class TilerOptions:
     content: str = "glb"  # or "pnts" for clients that need 3D Tiles 1.0 point content
     parallel_from: int = 1_500_000  # smaller files run in this process (a pool costs a second to start)
     error_factor: float = 8.0  # geometric error = factor × voxel spacing (≈ refine at 2 px spacing)
+    #: run the passes on a Dask cluster instead of local processes: "local" (a LocalCluster of ``workers``) or
+    #: a scheduler address; workers must see the source file and the output folder at the same paths
+    dask: str | None = None
 
     def __post_init__(self) -> None:
         if self.content not in ("glb", "pnts"):
@@ -485,7 +488,7 @@ def build_cell(plan: Plan, depth: int, key: int, files: list[str]) -> dict[str, 
                 picks[(d, int(nk[s]))] = part
             else:
                 nodes.append(write_node(plan, d, int(nk[s]), part))
-    return {"nodes": nodes, "picks": picks, "points": len(rec)}
+    return {"cell": (depth, key), "nodes": nodes, "picks": picks, "points": len(rec)}
 
 
 # ---------------------------------------------------------------------------------------------------- tileset
@@ -570,10 +573,59 @@ def _cell_task(args: tuple[int, int, int, list[str]]) -> dict[str, Any]:
 
 
 def _pool(plan: Plan) -> Any:
-    """Worker processes (spawned: forking a process whose LAZ decoder threads already ran can hang)."""
+    """Worker processes (spawned: forking a process whose LAZ decoder threads already ran can hang), or a
+    Dask cluster when ``options.dask`` says so."""
+    if plan.options.dask:
+        return DaskPool(plan)
     if plan.serial:
         return None
     return mp.get_context("spawn").Pool(plan.options.workers, initializer=_init_worker, initargs=(plan,))
+
+
+def _dask_spill(args: tuple[int, int, str], plan: Plan) -> dict[str, Any]:
+    return spill_range(plan, *args)
+
+
+def _dask_cell(args: tuple[int, int, int, list[str]], plan: Plan) -> dict[str, Any]:
+    plan.rgb_shift = args[0]
+    return build_cell(plan, *args[1:])
+
+
+class DaskPool:
+    """The two passes as Dask tasks, behind the ``map``/``imap_unordered`` of a process pool: the plan is
+    sent to every worker once; each task is one spill range or one cell, as with local processes."""
+
+    TASKS = {_spill_task: _dask_spill, _cell_task: _dask_cell}
+
+    def __init__(self, plan: Plan) -> None:
+        from distributed import Client, LocalCluster
+
+        self._cluster = None
+        address = plan.options.dask
+        if address == "local":
+            self._cluster = LocalCluster(n_workers=plan.options.workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None)
+            address = self._cluster
+        try:
+            self._client = Client(address, timeout=30)
+        except OSError as exc:
+            raise InvalidInputError(f"no Dask scheduler at {plan.options.dask}: {exc}", field="dask") from None
+        self._plan = self._client.scatter(plan, broadcast=True)
+
+    def map(self, fn: Callable[[Any], Any], args: list[Any], chunksize: int = 1) -> list[Any]:
+        futures = self._client.map(self.TASKS[fn], args, plan=self._plan, pure=False)
+        return self._client.gather(futures)
+
+    def imap_unordered(self, fn: Callable[[Any], Any], args: list[Any]) -> list[Any]:
+        return self.map(fn, args)
+
+    def close(self) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    def join(self) -> None:
+        return None
 
 
 def _merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -632,7 +684,7 @@ def build_pointcloud_tileset(source: PointSource, out_dir: Path, options: TilerO
         pool = _pool(plan)
         try:
             say(f"placing {plan.point_count:,} points (spill level {plan.spill_level})")
-            parts = options.workers if not plan.serial else 1
+            parts = options.workers if not plan.serial or options.dask else 1
             args = [(s, e, f"p{i}") for i, (s, e) in enumerate(_ranges(plan.point_count, parts))]
             outs = [spill_range(plan, *a) for a in args] if pool is None else pool.map(_spill_task, args, 1)
             stats = _merge_stats(outs)
@@ -651,6 +703,7 @@ def build_pointcloud_tileset(source: PointSource, out_dir: Path, options: TilerO
             if pool is not None:
                 pool.close()
                 pool.join()
+        cells.sort(key=lambda c: c["cell"])  # the same files whatever order workers finished in
         nodes = [n for c in cells for n in c["nodes"]]
         picks: dict[tuple[int, int], list[np.ndarray]] = {}
         for c in cells:

@@ -79,6 +79,9 @@ def register(app: typer.Typer) -> None:
         secret: bool = typer.Option(False, "--secret", help="Mark the dataset secret (涉密)"),
         pnts: bool = typer.Option(False, "--pnts", help="Write 3D Tiles 1.0 pnts content instead of glTF"),
         workers: int = typer.Option(2, "--workers", help="Worker processes"),
+        dask: str | None = typer.Option(None, "--dask", help="Run the tiling passes on a Dask cluster: 'local' "
+                                        "(a LocalCluster of --workers) or a scheduler address (tcp://host:8786; "
+                                        "workers must see the file and the assets folder at the same paths)"),
         as_json: bool = typer.Option(False, "--json", help="Print the catalogue metadata as JSON on stdout"),
         store: str | None = typer.Option(None, "--store", help="Store URL (default: $CIM_STORE)"),
     ) -> None:
@@ -86,7 +89,8 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         s = open_store(store or settings.store)
         options = PointCloudOptions(dataset_id=dataset, title=title, crs=crs, grade=grade, secret=secret,
-                                    tiler={"content": "pnts" if pnts else "glb", "workers": workers})
+                                    tiler={"content": "pnts" if pnts else "glb", "workers": workers,
+                                           "dask": dask})
         try:
             with console.status("converting the point cloud") as status:
                 r = ingest_pointcloud(file, s, settings, options, progress=lambda m: status.update(m))

@@ -149,3 +149,17 @@ def test_pnts_content_and_the_job_command(tmp_path: Path) -> None:
     assert uris and all(u.suffix == ".pnts" for u in uris)
     assert validate_tileset_json(tmp_path / "p" / "tileset.json") == []
     assert sum(len(read_points(u.read_bytes())["enu"]) for u in uris) == 20_000
+
+
+def test_a_dask_cluster_run_writes_the_same_files_as_local_processes(tmp_path: Path) -> None:
+    src = _source(_cloud(tmp_path / "c.las"))
+    opts = {"leaf_points": 5000, "parallel_from": 0, "workers": 2, "chunk_points": 7000, "cell_points": 5000,
+            "max_cell_points": 12_000}
+    pooled = build_pointcloud_tileset(src, tmp_path / "pooled", TilerOptions(**opts))
+    dask = build_pointcloud_tileset(src, tmp_path / "dask", TilerOptions(**opts, dask="local"))
+    assert dask.points == pooled.points == 60_000 and dask.tiles == pooled.tiles
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert files(tmp_path / "dask") == files(tmp_path / "pooled")

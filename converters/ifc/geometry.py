@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import re
 import time
 from collections.abc import Callable
@@ -31,6 +32,9 @@ _BODY_IDS = {None, "", "Body", "Facetation", "Body-Fallback", "Mesh", "Surface"}
 #: context types IfcOpenShell's iterator triangulates by default
 _MODEL_CONTEXTS = {"", "model", "design", "model view", "detail view"}
 _NO_SOLID_TYPES = {"Curve2D", "Curve3D", "GeometricCurveSet", "Annotation2D", "Point", "PointCloud", "Curve"}
+#: TEST HOOK ONLY: when set, the geometry loop sleeps for ever on reaching the product with this GlobalId,
+#: standing in for a solid the geometry kernel never finishes (see tests/converters/ifc/test_geometry_budget.py)
+HANG_ENV = "CIM_IFC_HANG_GLOBALID"
 
 
 @dataclass
@@ -103,8 +107,13 @@ def triangulate(
     *,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
+    on_shape: Callable[[int, Mesh | None], None] | None = None,
 ) -> tuple[dict[int, Mesh], dict[int, str]]:
-    """Meshes by step id for ``products`` that expect geometry, and a failure reason by step id."""
+    """Meshes by step id for ``products`` that expect geometry, and a failure reason by step id.
+
+    ``on_shape`` is told of every product the iterator finishes (its mesh, None when it has no triangles)
+    as soon as it is finished, so a watcher keeps them if the iterator later stalls.
+    """
     import ifcopenshell.geom
     import ifcopenshell.ifcopenshell_wrapper as wrapper
 
@@ -118,14 +127,19 @@ def triangulate(
         _settings(), model, threads or multiprocessing.cpu_count(), include=wanted
     )
     started, last = time.monotonic(), time.monotonic()
+    hang = os.environ.get(HANG_ENV)
     if it.initialize():
         while True:
             shape = it.get()
+            if hang and shape.guid == hang:
+                _hang()
             g = shape.geometry
             verts = np.frombuffer(g.verts_buffer, dtype="<f8").reshape(-1, 3).copy()
             faces = np.frombuffer(g.faces_buffer, dtype="<i4").reshape(-1, 3).astype(np.uint32)
             if verts.size and faces.size:
                 meshes[shape.id] = Mesh(shape.id, verts, faces, _color(g))
+            if on_shape:
+                on_shape(shape.id, meshes.get(shape.id))
             if progress and time.monotonic() - last > 2.0:
                 last = time.monotonic()
                 progress(f"geometry {len(meshes)}/{len(wanted)} ({last - started:.0f} s)")
@@ -133,6 +147,12 @@ def triangulate(
                 break
     failed = [p for p in wanted if p.id() not in meshes]
     return meshes, _failure_reasons(failed, wrapper.get_log()) if failed else {}
+
+
+def _hang() -> None:
+    """The :data:`HANG_ENV` test hook: never return (the worker's geometry budget must end it)."""
+    while True:
+        time.sleep(3600)
 
 
 def _failure_reasons(failed: list[Any], log: str) -> dict[int, str]:

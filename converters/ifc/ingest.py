@@ -48,6 +48,7 @@ class IfcOptions:
     time_budget_s: float = 1800.0
     memory_budget_mb: int | None = 6144
     threads: int | None = None  # geometry threads (default: every core)
+    geometry_stall_s: float = 120.0  # no element finished for this long: retry one by one, each this long
     note: str | None = None
 
 
@@ -157,6 +158,7 @@ def ingest_ifc(
         time_budget_s=options.time_budget_s,
         memory_budget_mb=options.memory_budget_mb,
         threads=options.threads or multiprocessing.cpu_count(),
+        geometry_stall_s=options.geometry_stall_s,
         progress=say,
     )
     t_worker = time.perf_counter()

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
 import subprocess
-import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 from rio_tiler.io import Reader
@@ -27,6 +23,7 @@ from cim.heights import get_geoid
 from cim.settings import Settings
 from cim.store import DuckDBStore
 from converters.raster.ingest import RasterOptions, ingest_raster
+from tests.api.live_server import live_server
 from tests.api.trusted import trusted
 from tests.tiles.test_terrain import decode
 
@@ -182,27 +179,11 @@ def test_cover_analysis_api_takes_a_catalogued_dem(world: tuple[DuckDBStore, Set
 
 
 # -- a real WMTS client ------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(world: tuple[DuckDBStore, Settings]) -> Iterator[str]:
     store, settings = world
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, store=store, security=trusted()), host="127.0.0.1",
-                                           port=port, log_level="warning", workers=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with live_server(create_app(settings, store=store, security=trusted())) as url:
+        yield url
 
 
 @pytest.mark.skipif(shutil.which("gdalinfo") is None, reason="GDAL command-line tools not installed")

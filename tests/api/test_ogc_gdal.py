@@ -4,21 +4,18 @@ uvicorn on loopback lists the collections and downloads every feature of one (ne
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
 from cim.settings import Settings
 from cim.store import DuckDBStore
 from converters.pipes.ingest import SurveyOptions, ingest_survey
+from tests.api.live_server import live_server
 from tests.api.trusted import trusted
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,29 +34,13 @@ def ogc_app(store: DuckDBStore, tiles: Path) -> FastAPI:
     return app
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DuckDBStore]]:
     store = DuckDBStore(":memory:")
     ingest_survey([ROOT / "sample_data" / "jinan_district"], store, SurveyOptions(),
                   Settings(store="duckdb:///:memory:"))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(ogc_app(store, tmp_path_factory.mktemp("gdal") / "tiles"),
-                                           host="127.0.0.1", port=port, log_level="warning", workers=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"OAPIF:http://127.0.0.1:{port}/ogc", store
-    server.should_exit = True
-    thread.join(10)
+    with live_server(ogc_app(store, tmp_path_factory.mktemp("gdal") / "tiles")) as url:
+        yield f"OAPIF:{url}/ogc", store
     store.close()
 
 

@@ -12,9 +12,7 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ from cim.heights import get_geoid
 from cim.settings import Settings
 from cim.store import DuckDBStore
 from converters.pipes.ingest import SurveyOptions, ingest_survey
+from tests.api.live_server import live_server
 from tests.api.trusted import trusted
 from tiles.buildings import build_buildings_tileset
 from tiles.pipes import TilingOptions, build_pipe_tileset
@@ -91,29 +90,12 @@ def tiles(store: DuckDBStore, tmp_path_factory: pytest.TempPathFactory, request:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(store: DuckDBStore, tiles: Path) -> Iterator[str]:
-    import uvicorn
-
-    port = _free_port()
     app = create_app(SETTINGS, store=store, tiles_dir=tiles, buildings_tiles_dir=tiles.parent / "buildings",
                      security=trusted("reviewer"))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with live_server(app) as url:
+        yield url
 
 
 def _target(store: DuckDBStore) -> dict[str, Any]:

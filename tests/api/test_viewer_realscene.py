@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,8 @@ from converters.mesh.ingest import MeshOptions, ingest_mesh
 from converters.pipes.ingest import SurveyOptions, ingest_survey
 from converters.pointcloud.ingest import PointCloudOptions, ingest_pointcloud
 from converters.raster.ingest import RasterOptions, ingest_raster
-from tests.api.test_viewer import _browser_available, _free_port  # noqa: F401 - the same skip/fail rule
+from tests.api.live_server import live_server
+from tests.api.test_viewer import _browser_available  # noqa: F401 - the same skip/fail rule
 from tests.api.trusted import trusted
 from tiles.buildings import build_buildings_tileset
 from tiles.pipes import build_pipe_tileset
@@ -71,25 +70,14 @@ def store(settings: Settings) -> Iterator[DuckDBStore]:
 
 @pytest.fixture(scope="module")
 def server(store: DuckDBStore, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
-
     out = tmp_path_factory.mktemp("realscene-tiles")
     geoid = get_geoid("egm96")
     build_pipe_tileset(store, out / "pipes", storage_crs=settings.storage_crs, geoid=geoid)
     build_buildings_tileset(store, out / "buildings", storage_crs=settings.storage_crs, geoid=geoid)
-    port = _free_port()
     app = create_app(settings, store=store, tiles_dir=out / "pipes", buildings_tiles_dir=out / "buildings",
                      security=trusted("planner"))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with live_server(app) as url:
+        yield url
 
 
 def _samples(store: DuckDBStore) -> list[list[float]]:

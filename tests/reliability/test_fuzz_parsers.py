@@ -9,7 +9,6 @@ small for the suite; the campaign runs thousands).
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import struct
 import tempfile
@@ -18,21 +17,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from cim.errors import CIMError
 from cim.settings import Settings
+from tests.reliability.fuzzing import SHARED, examples, expect_clean, mutated, scratch
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-SCALE = int(os.environ.get("CIM_FUZZ_EXAMPLES", "0") or 0)
-FUZZ = settings(deadline=None, derandomize=not SCALE, suppress_health_check=list(HealthCheck),
-                database=None)
-
-
-def examples(n: int) -> settings:
-    """``n`` examples in the suite, ``CIM_FUZZ_EXAMPLES`` in a campaign."""
-    return settings(FUZZ, max_examples=SCALE or n)
+NUMERIC_JUNK = (b"nan", b"inf", b"-1e400", b"1e308", b"", b",", b"\t", b'"', b"\r\n", b"\x00", b"\xef\xbb\xbf",
+                b"\xff\xfe", "１２３".encode(), "无".encode("gb18030"), b";", b"[", b"]", b"-0", b"9" * 40)
 
 
 @pytest.fixture(scope="module")
@@ -44,47 +36,6 @@ def district(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _scratch(name: str, data: bytes) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="cim-fuzz-") as tmp:
-        path = Path(tmp) / name
-        path.write_bytes(data)
-        yield path
-
-
-@st.composite
-def mutated(draw: st.DrawFn, data: bytes, tokens: tuple[bytes, ...] = ()) -> bytes:
-    """``data`` with a few random edits: truncation, deleted/duplicated lines, inserted junk or tokens."""
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(("truncate", "delete", "dup", "insert", "flip", "token")))
-        pos = draw(st.integers(0, max(len(out) - 1, 0)))
-        if op == "truncate":
-            del out[pos:]
-        elif op == "delete":
-            del out[pos : pos + draw(st.integers(1, 200))]
-        elif op == "dup":
-            out[pos:pos] = out[pos : pos + draw(st.integers(1, 300))]
-        elif op == "insert":
-            out[pos:pos] = draw(st.binary(min_size=1, max_size=40))
-        elif op == "flip" and out:
-            out[pos] ^= 1 << draw(st.integers(0, 7))
-        elif op == "token" and tokens:
-            out[pos:pos] = draw(st.sampled_from(tokens))
-    return bytes(out)
-
-
-NUMERIC_JUNK = (b"nan", b"inf", b"-1e400", b"1e308", b"", b",", b"\t", b'"', b"\r\n", b"\x00", b"\xef\xbb\xbf",
-                b"\xff\xfe", "１２３".encode(), "无".encode("gb18030"), b";", b"[", b"]", b"-0", b"9" * 40)
-
-
-def _expect_clean(call: object, *args: object, **kwargs: object) -> object:
-    try:
-        return call(*args, **kwargs)  # type: ignore[operator]
-    except CIMError as exc:
-        assert str(exc).strip(), "an error must say what is wrong"
-        return None
-
-
 # ---------------------------------------------------------------------------------------------- tables
 
 
@@ -93,8 +44,8 @@ def _expect_clean(call: object, *args: object, **kwargs: object) -> object:
 def test_table_readers_on_random_bytes(data: bytes, suffix: str) -> None:
     from converters.pipes.tables import read_tables
 
-    for path in _scratch("t" + suffix, data):
-        _expect_clean(read_tables, path)
+    for path in scratch("t" + suffix, data):
+        expect_clean(read_tables, path)
 
 
 @given(st.data())
@@ -109,7 +60,7 @@ def test_csv_mutations_through_the_whole_qc_pipeline(district: Path, data: st.Da
         partner = name.replace("POINT", "LINE") if "POINT" in name else name.replace("LINE", "POINT")
         shutil.copy(district / partner, folder / partner)
         (folder / name).write_bytes(raw)
-        checked = _expect_clean(qc_survey, [folder], SurveyOptions(crs_in="EPSG:4548"),
+        checked = expect_clean(qc_survey, [folder], SurveyOptions(crs_in="EPSG:4548"),
                                 Settings(store="duckdb:///:memory:"))
         if checked is not None:
             checked.con.close()
@@ -132,8 +83,8 @@ def xlsx_bytes(district: Path) -> bytes:
 def test_xlsx_mutations(xlsx_bytes: bytes, data: st.DataObject) -> None:
     from converters.pipes.tables import read_tables
 
-    for path in _scratch("t.xlsx", data.draw(mutated(xlsx_bytes))):
-        _expect_clean(read_tables, path)
+    for path in scratch("t.xlsx", data.draw(mutated(xlsx_bytes))):
+        expect_clean(read_tables, path)
 
 
 def dbf_bytes(rows: list[tuple[str, str]], *, declared_rows: int | None = None, header_len: int | None = None,
@@ -162,8 +113,8 @@ def test_dbf_with_lying_headers(rows: list[tuple[str, str]], declared: int | Non
 
     data = dbf_bytes(rows, declared_rows=declared, header_len=header, field_len=field_len)
     data = edits.draw(st.one_of(st.just(data), mutated(data)))
-    for path in _scratch("t.dbf", data):
-        _expect_clean(read_tables, path)
+    for path in scratch("t.dbf", data):
+        expect_clean(read_tables, path)
 
 
 # ---------------------------------------------------------------------------------------------- networks
@@ -181,8 +132,8 @@ def test_epanet_mutations(data: st.DataObject) -> None:
 
     name = data.draw(st.sampled_from(["Net1.inp", "Net3.inp"]))
     raw = data.draw(mutated((SHARED / "water_network" / name).read_bytes(), INP_TOKENS))
-    for path in _scratch(name, raw):
-        _expect_clean(read_epanet, path, crs_in="EPSG:4548", offset=(500000.0, 4000000.0, 0.0), scale=0.3048)
+    for path in scratch(name, raw):
+        expect_clean(read_epanet, path, crs_in="EPSG:4548", offset=(500000.0, 4000000.0, 0.0), scale=0.3048)
 
 
 @pytest.mark.skipif(not (SHARED / "sewer").is_dir(), reason="../shared/data is absent")
@@ -193,8 +144,8 @@ def test_swmm_mutations(data: st.DataObject) -> None:
 
     name = data.draw(st.sampled_from(["swmm_Example1.inp", "swmm_site_drainage_model.inp"]))
     raw = data.draw(mutated((SHARED / "sewer" / name).read_bytes(), INP_TOKENS))
-    for path in _scratch(name, raw):
-        _expect_clean(read_swmm, path, crs_in="EPSG:4548", offset=(500000.0, 4000000.0, 0.0), scale=0.3048)
+    for path in scratch(name, raw):
+        expect_clean(read_swmm, path, crs_in="EPSG:4548", offset=(500000.0, 4000000.0, 0.0), scale=0.3048)
 
 
 @given(text=st.text(max_size=400))
@@ -202,8 +153,8 @@ def test_swmm_mutations(data: st.DataObject) -> None:
 def test_inp_reader_on_random_text(text: str) -> None:
     from converters.network.swmm import read_swmm
 
-    for path in _scratch("m.inp", text.encode("utf-8", "surrogatepass")):
-        _expect_clean(read_swmm, path, crs_in="EPSG:4548")
+    for path in scratch("m.inp", text.encode("utf-8", "surrogatepass")):
+        expect_clean(read_swmm, path, crs_in="EPSG:4548")
 
 
 # ---------------------------------------------------------------------------------------------- CQL2
@@ -241,7 +192,7 @@ def cql2_text(draw: st.DrawFn, depth: int = 0) -> str:
 def test_cql2_parser(text: str, lang: str) -> None:
     from cim.features.cql2 import parse_filter
 
-    _expect_clean(parse_filter, text, lang)
+    expect_clean(parse_filter, text, lang)
 
 
 # ---------------------------------------------------------------------------------------------- metadata.xml
@@ -264,8 +215,8 @@ def metadata_xml(draw: st.DrawFn) -> bytes:
 @examples(120)
 def test_metadata_xml(data: bytes) -> None:
     import converters.mesh.metadata_xml as metadata
-    for path in _scratch("metadata.xml", data):
-        _expect_clean(metadata.parse_metadata_xml, path)
+    for path in scratch("metadata.xml", data):
+        expect_clean(metadata.parse_metadata_xml, path)
 
 
 # ---------------------------------------------------------------------------------------------- OGC API

@@ -7,64 +7,16 @@ Each block skips when its reader is not there yet. ``CIM_FUZZ_EXAMPLES`` scales 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from cim.errors import CIMError
-
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-SCALE = int(os.environ.get("CIM_FUZZ_EXAMPLES", "0") or 0)
-FUZZ = settings(deadline=None, derandomize=not SCALE, suppress_health_check=list(HealthCheck), database=None)
-
-
-def examples(n: int) -> settings:
-    """``n`` examples in the suite, ``CIM_FUZZ_EXAMPLES`` in a campaign."""
-    return settings(FUZZ, max_examples=SCALE or n)
-
-
-def _scratch(name: str, data: bytes) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="cim-fuzz-") as tmp:
-        path = Path(tmp) / name
-        path.write_bytes(data)
-        yield path
-
-
-@st.composite
-def mutated(draw: st.DrawFn, data: bytes, tokens: tuple[bytes, ...] = ()) -> bytes:
-    """``data`` with a few random edits: truncation, deletions, duplications, junk or tokens."""
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(("truncate", "delete", "dup", "insert", "flip", "token")))
-        pos = draw(st.integers(0, max(len(out) - 1, 0)))
-        if op == "truncate":
-            del out[pos:]
-        elif op == "delete":
-            del out[pos : pos + draw(st.integers(1, 100))]
-        elif op == "dup":
-            out[pos:pos] = out[pos : pos + draw(st.integers(1, 200))]
-        elif op == "insert":
-            out[pos:pos] = draw(st.binary(min_size=1, max_size=24))
-        elif op == "flip" and out:
-            out[pos] ^= 1 << draw(st.integers(0, 7))
-        elif op == "token" and tokens:
-            out[pos:pos] = draw(st.sampled_from(tokens))
-    return bytes(out)
-
-
-def _clean(call: object, *args: object, **kwargs: object) -> None:
-    try:
-        call(*args, **kwargs)  # type: ignore[operator]
-    except CIMError as exc:
-        assert str(exc).strip()
-
+from tests.reliability.fuzzing import SHARED, examples, expect_clean, mutated, scratch
 
 OBJ = b"""mtllib m.mtl
 v 0 0 0
@@ -93,7 +45,7 @@ def test_obj(data: st.DataObject) -> None:
         (Path(tmp) / "m.mtl").write_bytes(data.draw(st.one_of(
             st.just(b"newmtl a\nKd 1 0 0\nmap_Kd ../../../etc/passwd\n"), st.binary(max_size=100))))
         (Path(tmp) / "m.obj").write_bytes(raw)
-        _clean(obj.read_obj, Path(tmp) / "m.obj", convert_dir=Path(tmp) / "conv")
+        expect_clean(obj.read_obj, Path(tmp) / "m.obj", convert_dir=Path(tmp) / "conv")
 
 
 def _ply(n_vertices: int, n_faces: int, body: bytes, fmt: str = "binary_little_endian") -> bytes:
@@ -113,15 +65,15 @@ def test_ply_with_lying_counts(verts: int, faces: int, data: st.DataObject) -> N
     import converters.mesh.ply as ply
     raw = data.draw(st.one_of(st.just(_ply(verts, faces, PLY_OK.split(b"end_header\n")[1])), mutated(PLY_OK),
                               st.just(_ply(3, 1, b"0 0 0\n1 0 0\n0 1 0\n3 0 1 99\n", "ascii"))))
-    for path in _scratch("m.ply", raw):
-        _clean(ply.read_ply, path)
+    for path in scratch("m.ply", raw):
+        expect_clean(ply.read_ply, path)
 
 
 @given(text=st.one_of(st.text(max_size=400), st.just("Geode {\n  UniqueID 1\n  Drawables 1 {\n")))
 @examples(150)
 def test_osgt_text(text: str) -> None:
     import converters.mesh.osgb as osgb
-    _clean(osgb.parse_osgt, text, file="x.osgt")
+    expect_clean(osgb.parse_osgt, text, file="x.osgt")
 
 
 def _tileset_sources() -> list[Path]:
@@ -155,7 +107,7 @@ def test_external_tileset_mutations(data: st.DataObject) -> None:
                 st.just({"region": [1e9] * 6}), st.just({"box": [float("nan")] * 12}), st.just({}),
                 st.just({"sphere": [0, 0, 0, -1]})))
             (folder / "tileset.json").write_text(json.dumps(doc))
-        _clean(ext.validate_tileset, folder)
+        expect_clean(ext.validate_tileset, folder)
 
 
 TIFF_TOKENS = (b"II*\x00", b"MM\x00*", b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x10\x00")
@@ -172,5 +124,5 @@ def test_geotiff_header_mutations(data: st.DataObject) -> None:
     with source.open("rb") as f:
         head = f.read(64 * 1024)  # the header and IFDs, as a truncated upload would have them
     raw = data.draw(st.one_of(mutated(head, TIFF_TOKENS), st.just(head[:8]), st.just(b"II*\x00" + b"\xff" * 12)))
-    for path in _scratch("x.tif", raw):
-        _clean(geotiff.read_facts, path, "EPSG:4548")
+    for path in scratch("x.tif", raw):
+        expect_clean(geotiff.read_facts, path, "EPSG:4548")

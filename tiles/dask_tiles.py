@@ -133,7 +133,7 @@ def build_pipe_tileset_dask(
 
 
 def _splice(node: dict[str, Any], done: dict[str, tuple], plan: BuildPlan) -> dict[str, Any]:
-    """Put each region's tile JSON in its placeholder and add its manifest entries and counts."""
+    """Put each region's tile JSON where its region marker stands and add its manifest entries and counts."""
     key = node.get("__region__")
     if key is not None:
         tile, entries, result = done[key]

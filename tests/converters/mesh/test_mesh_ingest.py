@@ -111,6 +111,8 @@ def test_osgb_content_is_valid_and_textured(osgb):
     glbs = sorted(build.glob("tiles/*.glb"))
     assert len(glbs) == 40
     if not gltf_validator_available():
+        if os.environ.get("CI"):
+            pytest.fail("the glTF validator must run in CI (npm ci --ignore-scripts)")
         pytest.skip("node gltf-validator missing")
     reports = gltf_validate(glbs)
     assert {p.name: r["numErrors"] for p, r in reports.items() if r["numErrors"]} == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,5 +18,7 @@ def sample(name: str) -> Path:
     """A sample file; the test skips when ``../shared/data`` is absent (CI fails instead, see conftest)."""
     path = PC_DIR / name
     if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: CI needs ../shared/data")
         pytest.skip(f"{path} is missing")
     return path
